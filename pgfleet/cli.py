@@ -1,0 +1,70 @@
+"""The ``pgfleet`` command line: ties spec, Pulumi, the lab and the deploy together.
+
+Every command that takes a STACK validates its stack file first and stops,
+naming every problem, before any host or cloud resource is touched.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pgfleet import spec as spec_mod
+from pgfleet.errors import PgfleetError, SpecError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL + pgvector fleets.")
+console = Console()
+err = Console(stderr=True)
+
+Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
+
+
+def load_spec(stack: str) -> spec_mod.Spec:
+    """Validate first: every command goes through here."""
+    return spec_mod.load(stack)
+
+
+def stack_name(stack: str) -> str:
+    from pathlib import Path
+
+    p = Path(stack)
+    return spec_mod.environment_of(p) if p.suffix in (".yaml", ".yml") else stack
+
+
+@app.command()
+def validate(stack: Stack) -> None:
+    """Check a stack file and print every problem at once."""
+    s = load_spec(stack)
+    nodes = sum(c.nodes for c in s.clusters)
+    console.print(f"[green]ok[/green] {stack}: provider {s.provider}, {len(s.clusters)} cluster(s), {nodes} database node(s)")
+
+
+@app.command()
+def inventory(stack: Stack) -> None:
+    """Print the stack's hosts as JSON (the same shape for every provider)."""
+    from pgfleet import inventory as inv
+
+    s = load_spec(stack)
+    print(inv.load(stack_name(stack), s).to_json())
+
+
+# Command groups that live beside their concern register here.
+# (lab: pgfleet/lab/cli.py; deploy/up/status/dsn: pgfleet/deploy_cli.py)
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecError as e:
+        err.print(f"[red]invalid stack[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except PgfleetError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

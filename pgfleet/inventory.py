@@ -1,0 +1,135 @@
+"""The inventory: one JSON shape for every provider.
+
+:func:`plan` decides which hosts a spec has (names, clusters, roles, private
+addresses); the Pulumi program, the lab and the static provider each fill in
+the addresses they know and produce an :class:`Inventory`. The deploy reads
+nothing else, so it cannot tell the lab from Hetzner except by ``provider``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from pgfleet.errors import PgfleetError
+from pgfleet.spec import Spec
+
+ROLE_POSTGRES = "postgres"  # PostgreSQL + Patroni + PgBouncer + HAProxy + pgBackRest
+ROLE_ETCD = "etcd"
+ROLE_CLIENT = "client"  # lab only: drills, benchmarks, the backup store's client side
+
+
+class InventoryHost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cluster: str | None
+    roles: list[str]
+    public_ip: str
+    private_ip: str
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    server_type: str
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stack: str
+    provider: str
+    hosts: list[InventoryHost]
+    #: cluster name -> load balancer public IPv4 (Hetzner only)
+    load_balancers: dict[str, str] = {}
+
+    def by_role(self, role: str, cluster: str | None = None) -> list[InventoryHost]:
+        return [h for h in self.hosts if role in h.roles and (cluster is None or h.cluster == cluster)]
+
+    def host(self, name: str) -> InventoryHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise PgfleetError(f"no host {name!r} in stack {self.stack!r} (hosts: {', '.join(h.name for h in self.hosts)})")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """A host the spec asks for, before any provider has given it an address."""
+
+    name: str
+    cluster: str | None
+    roles: tuple[str, ...]
+    server_type: str
+    private_ip: str
+    index: int  # position in the whole fleet, from 0
+
+
+def plan(spec: Spec) -> list[HostPlan]:
+    """Every host of the spec, in a stable order, with its roles and private address.
+
+    Private addresses are assigned from the subnet (.11, .12, …) so peer lists
+    are known before any machine exists.
+    """
+    etcd_hosts = set(spec.etcd_names())
+    subnet = ipaddress.ip_network(spec.network.subnet)
+    out: list[HostPlan] = []
+
+    def add(name: str, cluster: str | None, roles: list[str], server_type: str, private: str | None = None) -> None:
+        idx = len(out)
+        ip = private or str(subnet.network_address + 11 + idx)
+        out.append(HostPlan(name, cluster, tuple(roles), server_type, ip, idx))
+
+    for c in spec.clusters:
+        static_hosts = {h.name: h for h in c.hosts}
+        for name in spec.node_names(c):
+            roles = [ROLE_POSTGRES] + ([ROLE_ETCD] if name in etcd_hosts else [])
+            sh = static_hosts.get(name)
+            private = str(sh.private_ip or sh.public_ip) if sh else None
+            add(name, c.name, roles, c.server_type, private)
+    if spec.etcd.placement == "dedicated":
+        for name in spec.etcd_names():
+            add(name, None, [ROLE_ETCD], spec.etcd.server_type)
+    if spec.provider == "lab" and spec.lab.client_host:
+        add(f"{spec.environment}-client", None, [ROLE_CLIENT], "cx23")
+    return out
+
+
+def from_static(spec: Spec, stack: str) -> Inventory:
+    public = {h.name: str(h.public_ip) for c in spec.clusters for h in c.hosts}
+    hosts = [
+        InventoryHost(name=p.name, cluster=p.cluster, roles=list(p.roles), public_ip=public.get(p.name, p.private_ip),
+                      private_ip=p.private_ip, ssh_user=spec.ssh_user, server_type=p.server_type)
+        for p in plan(spec)
+    ]
+    return Inventory(stack=stack, provider="static", hosts=hosts)
+
+
+def from_pulumi(stack: str) -> Inventory:
+    """Read the ``inventory`` output of a deployed Pulumi stack."""
+    try:
+        out = subprocess.run(
+            ["pulumi", "stack", "output", "inventory", "--json", "--stack", stack],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    except FileNotFoundError:
+        raise PgfleetError("the pulumi CLI is not installed: install it, then run 'pulumi up -s " + stack + "'") from None
+    except subprocess.CalledProcessError as e:
+        raise PgfleetError(f"'pulumi stack output inventory -s {stack}' failed: {e.stderr.strip()}") from None
+    return Inventory.model_validate(json.loads(out))
+
+
+def load(stack: str, spec: Spec) -> Inventory:
+    """The inventory of a stack, from whichever provider it uses."""
+    if spec.provider == "static":
+        return from_static(spec, stack)
+    if spec.provider == "lab":
+        from pgfleet.lab import inventory as lab_inventory
+
+        return lab_inventory(spec)
+    return from_pulumi(stack)

@@ -1,0 +1,164 @@
+"""Every number pgfleet derives from the spec, computed in one place.
+
+PostgreSQL memory and parallelism come from the spec's *server type* (never
+from what a host reports: lab hosts see the whole machine), connection and
+pool limits from those, and failover timing from the spec's ``failover``
+section with a fast default profile inside Patroni's own limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgfleet.spec import ClusterSpec, Spec
+
+#: Connections kept free of PgBouncer pools: superuser_reserved_connections (3)
+#: plus Patroni, monitoring, pgBackRest and admins on the direct endpoints.
+RESERVED_CONNECTIONS = 3 + 12
+
+
+def _clamp(v: float, lo: float, hi: float) -> int:
+    return int(max(lo, min(hi, v)))
+
+
+def max_connections(cluster: ClusterSpec) -> int:
+    if "max_connections" in cluster.parameters:
+        return int(cluster.parameters["max_connections"])
+    return _clamp(cluster.server.cores * 25, 100, 400)
+
+
+def default_pool_size(spec: Spec, cluster: ClusterSpec) -> int:
+    """Server connections per (database, user): a few per core, enough for bursts."""
+    if spec.pgbouncer.default_pool_size is not None:
+        return spec.pgbouncer.default_pool_size
+    return _clamp(cluster.server.cores * 4, 10, 100)
+
+
+@dataclass(frozen=True)
+class PoolFit:
+    pool_size: int
+    max_connections: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+    needed: int = 0
+
+
+def pool_fit(spec: Spec, cluster: ClusterSpec) -> PoolFit:
+    pool = default_pool_size(spec, cluster)
+    needed = len(cluster.databases) * (pool + spec.pgbouncer.reserve_pool_size)
+    return PoolFit(pool_size=pool, max_connections=max_connections(cluster), reserved=RESERVED_CONNECTIONS, needed=needed)
+
+
+def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
+    """postgresql.conf parameters for one cluster; the spec's ``parameters`` win."""
+    st = cluster.server
+    ram = st.memory_mib
+    cores = st.cores
+    vector = cluster.profile == "vector"
+    conns = max_connections(cluster)
+    shared_buffers = ram // 4
+    # HNSW builds are fastest when the graph fits in maintenance_work_mem.
+    maintenance = _clamp(ram // 4 if vector else ram // 16, 64, 16384 if vector else 2048)
+    work_mem = _clamp((ram - shared_buffers - maintenance) / (conns * 3), 4, 256)
+    max_wal = _clamp(st.disk_gb * 1024 * 0.05, 1024, 16384)
+    params: dict[str, str] = {
+        "max_connections": str(conns),
+        "shared_buffers": f"{shared_buffers}MB",
+        "effective_cache_size": f"{ram * 3 // 4}MB",
+        "work_mem": f"{work_mem}MB",
+        "maintenance_work_mem": f"{maintenance}MB",
+        "huge_pages": "try",
+        "max_worker_processes": str(max(8, cores + 4)),
+        "max_parallel_workers": str(cores),
+        "max_parallel_workers_per_gather": str(max(1, min(cores // (2 if vector else 4), 4))),
+        "max_parallel_maintenance_workers": str(max(1, min(cores // 2 if vector else cores // 4, 8))),
+        # NVMe: random reads cost about what sequential ones do
+        "random_page_cost": "1.1",
+        "effective_io_concurrency": "200",
+        "maintenance_io_concurrency": "200",
+        "wal_level": "replica",
+        "wal_compression": "zstd",
+        "wal_buffers": "16MB",
+        "min_wal_size": f"{max_wal // 4}MB",
+        "max_wal_size": f"{max_wal}MB",
+        "checkpoint_completion_target": "0.9",
+        "wal_log_hints": "on",
+        "max_wal_senders": str(cluster.nodes + 5),
+        "max_replication_slots": str(cluster.nodes + 5),
+        "hot_standby_feedback": "on",
+        "shared_preload_libraries": "pg_stat_statements",
+        "pg_stat_statements.track": "all",
+        "track_io_timing": "on",
+        "jit": "off",
+        "idle_in_transaction_session_timeout": "10min",
+        "password_encryption": "scram-sha-256",
+        "ssl_min_protocol_version": "TLSv1.2",
+        "log_min_duration_statement": "1s",
+        "log_lock_waits": "on",
+        "log_temp_files": "0",
+    }
+    params.update({k: _pg_value(v) for k, v in cluster.parameters.items()})
+    return params
+
+
+def _pg_value(v: str | int | float | bool) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return str(v)
+
+
+@dataclass(frozen=True)
+class PatroniTiming:
+    ttl: int
+    loop_wait: int
+    retry_timeout: int
+
+
+#: Fast profile (Pigsty's "fast"): the smallest ttl Patroni accepts, with
+#: loop_wait + 2 × retry_timeout = 15 ≤ 20.
+FAST = PatroniTiming(ttl=20, loop_wait=5, retry_timeout=5)
+
+
+def patroni_timing(spec: Spec) -> PatroniTiming:
+    f = spec.failover
+    return PatroniTiming(
+        ttl=f.ttl if f.ttl is not None else FAST.ttl,
+        loop_wait=f.loop_wait if f.loop_wait is not None else FAST.loop_wait,
+        retry_timeout=f.retry_timeout if f.retry_timeout is not None else FAST.retry_timeout,
+    )
+
+
+@dataclass(frozen=True)
+class HaproxyTiming:
+    """Health-check timing for HAProxy's Patroni REST checks, in milliseconds."""
+
+    inter: int
+    fastinter: int
+    downinter: int
+    fall: int
+    rise: int
+
+
+def haproxy_timing(timing: PatroniTiming) -> HaproxyTiming:
+    # A promoted member answers /primary 200 within one loop; checking every
+    # second while a state changes keeps HAProxy's share of the RTO at ~2 s.
+    return HaproxyTiming(inter=2000, fastinter=1000, downinter=1000, fall=2, rise=2)
+
+
+def connection_limits(nofile: int, spec: Spec, cluster: ClusterSpec) -> dict[str, int]:
+    """HAProxy and PgBouncer client limits that fit under a host's open-files limit.
+
+    HAProxy needs about two descriptors per proxied connection; PgBouncer one per
+    client plus one per server connection. Both share the host's hard limit.
+    """
+    pools = pool_fit(spec, cluster).needed
+    budget = max(200, nofile - 500)
+    pgbouncer_clients = min(spec.pgbouncer.max_client_conn, (budget // 2) - pools)
+    haproxy_maxconn = min(pgbouncer_clients * 2, budget // 4)
+    return {"pgbouncer_max_client_conn": pgbouncer_clients, "pgbouncer_nofile": budget // 2, "haproxy_maxconn": haproxy_maxconn}

@@ -1,0 +1,377 @@
+"""The environment spec: one validated model per ``stacks/Pulumi.<env>.yaml``.
+
+The stack file is a Pulumi stack config file; pgfleet's settings live under the
+``pgfleet:`` namespace (``pgfleet:provider``, ``pgfleet:clusters`` …). Schema
+problems (types, ranges, unknown keys) are found by pydantic; cross-field
+problems by :func:`_semantic_problems`. Both are reported together, each
+naming the field, the bad value and the fix, before anything is touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pgfleet import ROOT
+from pgfleet.errors import Problem, SpecError, StackNotFound
+from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SERVER_TYPES, ServerType
+
+NAMESPACE = "pgfleet"
+#: The lab's network (reserved for benchmarking labs); the bridge is .1.
+LAB_SUBNET = "198.18.0.0/24"
+_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSpec(_Model):
+    name: str = Field(pattern=_IDENT)
+    owner: str = Field(pattern=_IDENT)
+    extensions: list[str] = ["vector"]
+
+
+class StaticHostSpec(_Model):
+    """An existing machine (e.g. Hetzner Robot bare metal) for provider ``static``."""
+
+    name: str = Field(pattern=_NAME)
+    public_ip: ipaddress.IPv4Address
+    private_ip: ipaddress.IPv4Address | None = None
+
+
+class ClusterSpec(_Model):
+    name: str = Field(pattern=_NAME)
+    nodes: int = 3
+    server_type: str = "ccx13"
+    postgres_major: Literal[17] = 17
+    profile: Literal["oltp", "vector"] = "vector"
+    synchronous: bool = False
+    #: Extra postgresql.conf parameters; they win over the derived ones.
+    parameters: dict[str, str | int | float | bool] = {}
+    databases: list[DatabaseSpec] = [DatabaseSpec(name="app", owner="app")]
+    #: Provider ``static`` only: the machines, in order.
+    hosts: list[StaticHostSpec] = []
+
+    @property
+    def server(self) -> ServerType:
+        return SERVER_TYPES[self.server_type]
+
+
+class PgBouncerSpec(_Model):
+    pool_mode: Literal["transaction", "session"] = "transaction"
+    #: Server connections per (database, user) pair; derived from cores when unset.
+    default_pool_size: int | None = Field(default=None, ge=1)
+    reserve_pool_size: int = Field(default=5, ge=0)
+    max_client_conn: int = Field(default=2000, ge=10)
+
+
+class EtcdSpec(_Model):
+    placement: Literal["colocated", "dedicated"] = "colocated"
+    members: int = 3
+    #: Server type of dedicated etcd nodes.
+    server_type: str = "cx23"
+
+
+class BackupSpec(_Model):
+    enabled: bool = False
+    endpoint: str | None = None
+    bucket: str | None = None
+    region: str = "fsn1"
+    #: Repository path inside the bucket; one per cluster below it.
+    path: str = "/pgbackrest"
+    retention_full: int = Field(default=2, ge=1, le=100)
+    retention_diff: int = Field(default=7, ge=1, le=365)
+    #: systemd OnCalendar= expressions.
+    full_schedule: str = "Sun *-*-* 01:00:00"
+    diff_schedule: str = "Mon..Sat *-*-* 01:00:00"
+
+
+class LoadBalancerSpec(_Model):
+    enabled: bool = False
+    type: Literal["lb11", "lb21", "lb31"] = "lb11"
+
+
+class FailoverSpec(_Model):
+    """Patroni timing; unset values come from :mod:`pgfleet.sizing`'s fast profile."""
+
+    ttl: int | None = None
+    loop_wait: int | None = None
+    retry_timeout: int | None = None
+    synchronous_mode_strict: bool = False
+
+
+class NetworkSpec(_Model):
+    ip_range: str = "10.42.0.0/16"
+    subnet: str = "10.42.1.0/24"
+
+
+class LabSpec(_Model):
+    """Provider ``lab`` only: the local systemd-nspawn fleet."""
+
+    #: Add a client/backup host beside the database hosts.
+    client_host: bool = True
+
+
+class Spec(_Model):
+    """One environment: everything pgfleet needs to build and run it."""
+
+    environment: str = Field(pattern=_NAME)
+    provider: Literal["hcloud", "static", "lab"]
+    production: bool = False
+    location: str = "fsn1"
+    network: NetworkSpec = NetworkSpec()
+    admin_cidrs: list[str] = []
+    client_cidrs: list[str] = []
+    ssh_user: str = "root"
+    ssh_public_key: str | None = None
+    clusters: list[ClusterSpec] = Field(min_length=1)
+    pgbouncer: PgBouncerSpec = PgBouncerSpec()
+    etcd: EtcdSpec = EtcdSpec()
+    backups: BackupSpec = BackupSpec()
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+    failover: FailoverSpec = FailoverSpec()
+    lab: LabSpec = LabSpec()
+
+    @property
+    def network_zone(self) -> str:
+        return LOCATIONS[self.location]
+
+    def cluster(self, name: str) -> ClusterSpec:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def node_names(self, cluster: ClusterSpec) -> list[str]:
+        """Host names of a cluster's database nodes, in order (``<env>-<cluster>-<n>``)."""
+        if self.provider == "static":
+            return [h.name for h in cluster.hosts]
+        return [f"{self.environment}-{cluster.name}-{i}" for i in range(1, cluster.nodes + 1)]
+
+    def etcd_names(self) -> list[str]:
+        """Host names that run etcd: dedicated nodes, or the first cluster's first members."""
+        if self.etcd.placement == "dedicated":
+            return [f"{self.environment}-etcd-{i}" for i in range(1, self.etcd.members + 1)]
+        return self.node_names(self.clusters[0])[: self.etcd.members]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def stacks_dir() -> Path:
+    return Path(os.environ.get("PGFLEET_STACKS_DIR", ROOT / "stacks"))
+
+
+def stack_path(stack: str) -> Path:
+    """``lab`` -> ``stacks/Pulumi.lab.yaml``; a path to a file is taken as it is."""
+    p = Path(stack)
+    if p.suffix in (".yaml", ".yml") or os.sep in stack:
+        if not p.is_file():
+            raise StackNotFound(f"no stack file at {p}")
+        return p
+    p = stacks_dir() / f"Pulumi.{stack}.yaml"
+    if not p.is_file():
+        known = sorted(f.name[len("Pulumi.") : -len(".yaml")] for f in stacks_dir().glob("Pulumi.*.yaml"))
+        raise StackNotFound(f"no stack {stack!r}: {p} does not exist (known stacks: {', '.join(known) or 'none'})")
+    return p
+
+
+def environment_of(path: Path) -> str:
+    m = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
+    return m.group(1) if m else path.stem
+
+
+def config_from_yaml(text: str, source: str) -> dict[str, Any]:
+    """The ``pgfleet:`` keys of a Pulumi stack file, namespace stripped."""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SpecError(source, [Problem("(file)", "", f"not valid YAML: {e}", "fix the YAML syntax")]) from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise SpecError(source, [Problem("config", None, "no 'config:' mapping", "put pgfleet settings under config: as pgfleet:KEY")])
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        ns, _, name = str(key).partition(":")
+        if ns == NAMESPACE and name:
+            out[name] = value
+    return out
+
+
+def load(stack: str) -> Spec:
+    """Load and fully validate a stack; raises :class:`SpecError` listing every problem."""
+    path = stack_path(stack)
+    data = config_from_yaml(path.read_text(), str(path))
+    data.setdefault("environment", environment_of(path))
+    return parse(data, str(path))
+
+
+def parse(data: dict[str, Any], source: str = "<spec>") -> Spec:
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(source, [_problem_from_pydantic(err, data) for err in e.errors()]) from None
+    problems = _semantic_problems(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _problem_from_pydantic(err: Any, data: dict[str, Any]) -> Problem:
+    field = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-")))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    message, _, fix = msg.partition(" — Fix: ")
+    if not fix:
+        fix = {
+            "extra_forbidden": "remove it, or check its spelling against the spec",
+            "missing": "add it",
+            "literal_error": "use one of the values named",
+            "string_pattern_mismatch": "use lowercase letters, digits and '-' (names) or '_' (SQL identifiers)",
+        }.get(err["type"], "correct the value")
+    value = err.get("input")
+    if err["type"] == "missing":
+        value = None
+    return Problem(f"pgfleet:{field}", value, message, fix)
+
+
+def _cidr(value: str, field: str, problems: list[Problem]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as e:
+        problems.append(Problem(field, value, f"not a valid network ({e})", "write it as ADDRESS/PREFIX with host bits zero, e.g. 203.0.113.0/24"))
+        return None
+
+
+def _semantic_problems(spec: Spec) -> list[Problem]:
+    """Cross-field checks: everything a schema cannot say."""
+    from pgfleet import sizing  # sizing depends on the spec model
+
+    p: list[Problem] = []
+    ns = "pgfleet:"
+
+    if spec.location not in LOCATIONS:
+        p.append(Problem(f"{ns}location", spec.location, "unknown Hetzner location", f"use one of {', '.join(LOCATIONS)}"))
+    bad_type = False
+    for i, c in enumerate(spec.clusters):
+        if c.server_type in DEPRECATED:
+            p.append(Problem(f"{ns}clusters[{i}].server_type", c.server_type, "deprecated by Hetzner in 2025, it can no longer be ordered",
+                             f"use {DEPRECATED[c.server_type]!r}, its same-size successor"))
+        elif c.server_type not in SERVER_TYPES:
+            p.append(Problem(f"{ns}clusters[{i}].server_type", c.server_type, "unknown Hetzner server type", f"use one of {', '.join(SERVER_TYPES)}"))
+        bad_type = bad_type or c.server_type not in SERVER_TYPES
+
+    # networks
+    ip_range = _cidr(spec.network.ip_range, f"{ns}network.ip_range", p)
+    subnet = _cidr(spec.network.subnet, f"{ns}network.subnet", p)
+    if ip_range is not None and subnet is not None and not subnet.subnet_of(ip_range):  # type: ignore[arg-type]
+        p.append(Problem(f"{ns}network.subnet", spec.network.subnet, f"not inside network.ip_range {spec.network.ip_range}", "pick a subnet within ip_range"))
+    for fname in ("admin_cidrs", "client_cidrs"):
+        nets = []
+        for i, c in enumerate(getattr(spec, fname)):
+            n = _cidr(c, f"{ns}{fname}[{i}]", p)
+            if n is not None:
+                for j, other in nets:
+                    if n.version == other.version and n.overlaps(other):
+                        p.append(Problem(f"{ns}{fname}[{i}]", c, f"overlaps {fname}[{j}] {getattr(spec, fname)[j]}", "merge them into one range or remove the duplicate"))
+                nets.append((i, n))
+                if spec.production and n.prefixlen == 0:
+                    p.append(Problem(f"{ns}{fname}[{i}]", c, "opens the cluster to the whole internet on a production stack", "list your office/VPN/CI ranges instead"))
+    if spec.production and not spec.admin_cidrs and spec.provider != "lab":
+        p.append(Problem(f"{ns}admin_cidrs", [], "a production stack needs the ranges allowed to SSH", "add your admin ranges, e.g. [203.0.113.10/32]"))
+
+    if spec.provider == "lab" and spec.network.subnet != LAB_SUBNET:
+        p.append(Problem(f"{ns}network.subnet", spec.network.subnet, "lab hosts live on the lab network only", f"set network: {{ip_range: {LAB_SUBNET}, subnet: {LAB_SUBNET}}}"))
+
+    # clusters
+    names = [c.name for c in spec.clusters]
+    for i, c in enumerate(spec.clusters):
+        f = f"{ns}clusters[{i}]"
+        if names.count(c.name) > 1:
+            p.append(Problem(f"{f}.name", c.name, "cluster names must be unique", "rename one of them"))
+        if spec.provider == "static":
+            if not c.hosts:
+                p.append(Problem(f"{f}.hosts", [], "provider static needs the cluster's existing hosts", "list them as {name, public_ip, private_ip}"))
+            elif c.nodes != len(c.hosts):
+                p.append(Problem(f"{f}.nodes", c.nodes, f"does not match the {len(c.hosts)} hosts listed", f"set nodes: {len(c.hosts)}"))
+        elif c.hosts:
+            p.append(Problem(f"{f}.hosts", [h.name for h in c.hosts], f"hosts are only for provider static (this stack is {spec.provider})", "remove hosts, or set provider: static"))
+        if c.nodes < 1:
+            p.append(Problem(f"{f}.nodes", c.nodes, "a cluster needs at least one node", "set nodes: 1 (dev) or 3 (HA)"))
+        if c.synchronous and c.nodes < 2:
+            p.append(Problem(f"{f}.synchronous", True, "synchronous replication needs a standby, and this cluster has 1 node", "set synchronous: false, or nodes: 3"))
+        if spec.production and c.nodes < 3:
+            p.append(Problem(f"{f}.nodes", c.nodes, "a production cluster needs 3 nodes to survive losing one", "set nodes: 3"))
+        dbn = [d.name for d in c.databases]
+        for j, d in enumerate(c.databases):
+            if dbn.count(d.name) > 1:
+                p.append(Problem(f"{f}.databases[{j}].name", d.name, "database names must be unique", "rename or remove the duplicate"))
+            if d.name in ("postgres", "template0", "template1"):
+                p.append(Problem(f"{f}.databases[{j}].name", d.name, "is a PostgreSQL system database", "pick another name"))
+            for k, ext in enumerate(d.extensions):
+                if ext not in DEBIAN13_EXTENSIONS:
+                    p.append(Problem(f"{f}.databases[{j}].extensions[{k}]", ext, "not shipped by Debian 13's PostgreSQL 17 packages", f"use one of {', '.join(sorted(DEBIAN13_EXTENSIONS))}"))
+        # pools must fit under max_connections
+        if c.nodes >= 1 and not bad_type and not any(x.field.startswith(f) for x in p):
+            fit = sizing.pool_fit(spec, c)
+            if fit.needed > fit.available:
+                p.append(Problem(
+                    f"{ns}pgbouncer.default_pool_size", spec.pgbouncer.default_pool_size,
+                    f"cluster {c.name!r} would need {fit.needed} server connections "
+                    f"({len(c.databases)} database(s) × (pool {fit.pool_size} + reserve {spec.pgbouncer.reserve_pool_size})) "
+                    f"but max_connections {fit.max_connections} leaves {fit.available} after {fit.reserved} reserved",
+                    f"lower default_pool_size to at most {max(1, fit.available // max(1, len(c.databases)) - spec.pgbouncer.reserve_pool_size)}, or raise clusters[{i}].parameters.max_connections",
+                ))
+
+    # etcd
+    ha = any(c.nodes > 1 for c in spec.clusters)
+    m = spec.etcd.members
+    if ha and (m < 3 or m % 2 == 0):
+        p.append(Problem(f"{ns}etcd.members", m, "an HA cluster needs an odd etcd member count of at least 3 (an even count adds no fault tolerance)", "set members: 3 (or 5)"))
+    if not ha and m not in (1, 3, 5):
+        p.append(Problem(f"{ns}etcd.members", m, "etcd member count must be odd", "set members: 1"))
+    if spec.etcd.placement == "colocated" and m > spec.clusters[0].nodes:
+        p.append(Problem(f"{ns}etcd.members", m, f"colocated etcd runs on the first cluster's nodes, and it has only {spec.clusters[0].nodes}", f"set members: {spec.clusters[0].nodes if spec.clusters[0].nodes % 2 else 1}, or placement: dedicated"))
+    if spec.etcd.placement == "dedicated" and spec.etcd.server_type not in SERVER_TYPES:
+        fix = f"use {DEPRECATED[spec.etcd.server_type]!r}" if spec.etcd.server_type in DEPRECATED else "use e.g. cx23"
+        p.append(Problem(f"{ns}etcd.server_type", spec.etcd.server_type, "unknown or deprecated Hetzner server type", fix))
+
+    # failover timing (Patroni's own limits)
+    t = sizing.patroni_timing(spec)
+    if t.ttl < 20:
+        p.append(Problem(f"{ns}failover.ttl", t.ttl, "Patroni refuses ttl below 20", "set ttl: 20 or more"))
+    if t.loop_wait < 1:
+        p.append(Problem(f"{ns}failover.loop_wait", t.loop_wait, "Patroni refuses loop_wait below 1", "set loop_wait: 1 or more"))
+    if t.retry_timeout < 3:
+        p.append(Problem(f"{ns}failover.retry_timeout", t.retry_timeout, "Patroni refuses retry_timeout below 3", "set retry_timeout: 3 or more"))
+    if t.loop_wait + 2 * t.retry_timeout > t.ttl:
+        p.append(Problem(f"{ns}failover", {"ttl": t.ttl, "loop_wait": t.loop_wait, "retry_timeout": t.retry_timeout},
+                         "Patroni needs loop_wait + 2 × retry_timeout ≤ ttl", "lower loop_wait/retry_timeout or raise ttl"))
+
+    # backups
+    if spec.backups.enabled:
+        for fname in ("endpoint", "bucket"):
+            if not getattr(spec.backups, fname):
+                p.append(Problem(f"{ns}backups.{fname}", None, "backups are enabled but this is not set", f"set backups.{fname} (e.g. endpoint: fsn1.your-objectstorage.com)"))
+
+    # load balancer
+    if spec.load_balancer.enabled and spec.provider != "hcloud":
+        p.append(Problem(f"{ns}load_balancer.enabled", True, f"a Hetzner load balancer needs provider hcloud (this stack is {spec.provider})", "set load_balancer.enabled: false"))
+    return p
