@@ -44,6 +44,9 @@ class Inventory(BaseModel):
     hosts: list[InventoryHost]
     #: cluster name -> load balancer public IPv4 (Hetzner only)
     load_balancers: dict[str, str] = {}
+    #: SSH identity and recorded host keys; None means the user's own SSH setup.
+    ssh_key_file: str | None = None
+    known_hosts_file: str | None = None
 
     def by_role(self, role: str, cluster: str | None = None) -> list[InventoryHost]:
         return [h for h in self.hosts if role in h.roles and (cluster is None or h.cluster == cluster)]
