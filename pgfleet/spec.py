@@ -25,7 +25,7 @@ from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SER
 NAMESPACE = "pgfleet"
 #: The lab's network (reserved for benchmarking labs); the bridge is .1.
 LAB_SUBNET = "198.18.0.0/24"
-_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_NAME = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 _IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
 
 

@@ -1,0 +1,102 @@
+"""Derived numbers: computed from the spec's server type, in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgfleet import sizing
+from pgfleet import spec as spec_mod
+from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, plan
+from pgfleet.server_types import SERVER_TYPES
+
+
+def _spec(server_type: str = "ccx23", profile: str = "vector", **extra) -> spec_mod.Spec:
+    cluster = {"name": "main", "nodes": 3, "server_type": server_type, "profile": profile, **extra.pop("cluster", {})}
+    return spec_mod.parse({"environment": "t", "provider": "hcloud", "clusters": [cluster], **extra})
+
+
+def _mb(v: str) -> int:
+    assert v.endswith("MB")
+    return int(v[:-2])
+
+
+@pytest.mark.parametrize("server_type", sorted(SERVER_TYPES))
+def test_memory_is_sized_from_the_server_type(server_type: str) -> None:
+    s = _spec(server_type)
+    p = sizing.postgres_parameters(s, s.clusters[0])
+    ram = SERVER_TYPES[server_type].memory_mib
+    assert _mb(p["shared_buffers"]) == ram // 4
+    assert _mb(p["effective_cache_size"]) == ram * 3 // 4
+    # everything PostgreSQL may take at once stays well under RAM
+    assert _mb(p["shared_buffers"]) + _mb(p["maintenance_work_mem"]) <= ram * 0.6
+    assert 4 <= _mb(p["work_mem"]) <= 256
+    assert int(p["max_parallel_maintenance_workers"]) <= SERVER_TYPES[server_type].cores
+
+
+def test_vector_profile_gives_hnsw_builds_more_memory_and_workers() -> None:
+    v, o = _spec("ccx33", "vector"), _spec("ccx33", "oltp")
+    pv, po = sizing.postgres_parameters(v, v.clusters[0]), sizing.postgres_parameters(o, o.clusters[0])
+    assert _mb(pv["maintenance_work_mem"]) > _mb(po["maintenance_work_mem"])
+    assert int(pv["max_parallel_maintenance_workers"]) > int(po["max_parallel_maintenance_workers"])
+
+
+def test_nvme_and_safety_defaults() -> None:
+    s = _spec()
+    p = sizing.postgres_parameters(s, s.clusters[0])
+    assert p["random_page_cost"] == "1.1"
+    assert int(p["effective_io_concurrency"]) >= 200
+    assert p["password_encryption"] == "scram-sha-256"
+    assert "pg_stat_statements" in p["shared_preload_libraries"]
+    assert p["jit"] == "off"
+
+
+def test_spec_parameters_win_over_derived_ones() -> None:
+    s = _spec(cluster={"parameters": {"work_mem": "64MB", "max_connections": 300, "jit": True}})
+    p = sizing.postgres_parameters(s, s.clusters[0])
+    assert p["work_mem"] == "64MB" and p["max_connections"] == "300" and p["jit"] == "on"
+    assert sizing.pool_fit(s, s.clusters[0]).max_connections == 300
+
+
+def test_pool_fits_under_max_connections_for_every_type() -> None:
+    for st in SERVER_TYPES:
+        s = _spec(st)
+        fit = sizing.pool_fit(s, s.clusters[0])
+        assert fit.needed <= fit.available, st
+
+
+def test_patroni_timing_defaults_are_fast_and_within_patroni_limits() -> None:
+    t = sizing.patroni_timing(_spec())
+    assert t.ttl >= 20 and t.loop_wait >= 1 and t.retry_timeout >= 3
+    assert t.loop_wait + 2 * t.retry_timeout <= t.ttl
+    assert t.ttl <= 30  # faster than autobase's 30 s default
+
+
+def test_patroni_timing_from_spec() -> None:
+    t = sizing.patroni_timing(_spec(failover={"ttl": 30, "loop_wait": 10, "retry_timeout": 10}))
+    assert (t.ttl, t.loop_wait, t.retry_timeout) == (30, 10, 10)
+
+
+def test_connection_limits_fit_the_open_files_limit() -> None:
+    s = _spec("ccx63")
+    lim = sizing.connection_limits(20000, s, s.clusters[0])
+    # HAProxy needs ~2 descriptors per connection
+    assert lim["haproxy_maxconn"] * 2 <= 20000
+    assert lim["pgbouncer_max_client_conn"] + sizing.pool_fit(s, s.clusters[0]).needed <= lim["pgbouncer_nofile"] <= 20000
+
+
+def test_plan_assigns_roles_and_addresses() -> None:
+    lab = spec_mod.load("lab")
+    hosts = plan(lab)
+    assert [h.name for h in hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-client"]
+    assert [h.private_ip for h in hosts] == ["198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.14"]
+    assert all(ROLE_POSTGRES in h.roles and ROLE_ETCD in h.roles for h in hosts[:3])
+    assert hosts[3].roles == (ROLE_CLIENT,)
+
+
+def test_plan_with_dedicated_etcd() -> None:
+    s = _spec(etcd={"placement": "dedicated", "members": 3})
+    hosts = plan(s)
+    etcd = [h for h in hosts if h.roles == (ROLE_ETCD,)]
+    assert [h.name for h in etcd] == ["t-etcd-1", "t-etcd-2", "t-etcd-3"]
+    assert not any(ROLE_ETCD in h.roles for h in hosts if h.cluster)
+    assert len({h.private_ip for h in hosts}) == len(hosts)
