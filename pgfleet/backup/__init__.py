@@ -1,0 +1,1 @@
+"""Backups with pgBackRest to S3-compatible object storage."""

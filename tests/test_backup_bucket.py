@@ -1,0 +1,64 @@
+"""Bucket setup against an S3 API (moto): create, claim, refuse foreign paths and bad keys."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+from pgfleet.backup.bucket import BucketError, BucketTarget, ensure_bucket
+
+OWNER = {"stack": "prod", "cluster": "main"}
+
+
+def _target(**kw) -> BucketTarget:
+    base = dict(endpoint="https://s3.eu-central-1.amazonaws.com", region="eu-central-1", bucket="pgfleet-test",
+                repo_path="/pgbackrest/main", access_key="testing", secret_key="testing")
+    return BucketTarget(**{**base, **kw})
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        yield boto3.client("s3", region_name="eu-central-1")
+
+
+def test_creates_a_missing_bucket_and_claims_the_path(s3) -> None:
+    assert ensure_bucket(_target(), OWNER) == "created bucket and claimed /pgbackrest/main"
+    assert "pgfleet-test" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    marker = s3.get_object(Bucket="pgfleet-test", Key="pgbackrest/main/.pgfleet-owner.json")["Body"].read()
+    assert b'"cluster": "main"' in marker
+
+
+def test_second_run_changes_nothing(s3) -> None:
+    ensure_bucket(_target(), OWNER)
+    before = s3.list_objects_v2(Bucket="pgfleet-test")["KeyCount"]
+    assert ensure_bucket(_target(), OWNER) == "/pgbackrest/main already belongs to this cluster"
+    assert s3.list_objects_v2(Bucket="pgfleet-test")["KeyCount"] == before
+
+
+def test_existing_bucket_is_reused(s3) -> None:
+    s3.create_bucket(Bucket="pgfleet-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    assert ensure_bucket(_target(), OWNER) == "claimed /pgbackrest/main"
+
+
+def test_refuses_a_path_that_belongs_to_another_cluster(s3) -> None:
+    ensure_bucket(_target(), {"stack": "staging", "cluster": "main"})
+    with pytest.raises(BucketError, match=r"already holds backups of .*staging.*own backups.path"):
+        ensure_bucket(_target(), OWNER)
+
+
+def test_other_paths_in_the_same_bucket_are_fine(s3) -> None:
+    ensure_bucket(_target(), {"stack": "staging", "cluster": "main"})
+    assert "claimed /pgbackrest/prod-main" in ensure_bucket(_target(repo_path="/pgbackrest/prod-main"), OWNER)
+
+
+@mock_aws
+@set_initial_no_auth_action_count(1)
+def test_wrong_credentials_name_bucket_and_endpoint() -> None:
+    # one unauthenticated call creates the bucket; after it moto checks keys like S3 does
+    boto3.client("s3", region_name="eu-central-1").create_bucket(
+        Bucket="pgfleet-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    with pytest.raises(BucketError, match=r"credentials are refused for bucket 'pgfleet-test' at https://s3.eu-central-1"):
+        ensure_bucket(_target(access_key="AKIAWRONG", secret_key="nope"), OWNER)
