@@ -1,0 +1,247 @@
+"""From recorded facts to verdicts: RTO, the set check, split brain, timelines.
+
+Pure functions over plain values (no I/O, no clocks), so every rule that
+decides whether a drill passed is unit-tested with constructed timelines.
+Times are seconds on one monotonic clock; ids are ``(writer, seq)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pgfleet.drill.workload import Ack, ClientError
+
+LeaderChange = Literal["must", "must-not", "may"]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """An interval with no acknowledged commit."""
+
+    start: float
+    end: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+def longest_gap(times: Sequence[float], start: float, end: float) -> Gap:
+    """The longest interval in ``[start, end]`` containing no time of ``times``.
+
+    The window's edges count: no ack at all gives the whole window.
+    """
+    if end < start:
+        raise ValueError(f"window ends before it starts ({start} > {end})")
+    points = [start, *sorted(t for t in times if start < t < end), end]
+    best = Gap(start, start)
+    for a, b in zip(points, points[1:]):
+        if b - a > best.length:
+            best = Gap(a, b)
+    return best
+
+
+@dataclass(frozen=True)
+class Outage:
+    """How long writes stopped after the fault."""
+
+    #: longest interval without an ack from the fault to the end of the run;
+    #: when writes never resumed this is a lower bound (fault → end)
+    rto: float
+    gap: Gap
+    resumed: bool
+    #: fault → first ack after it (None: never)
+    first_ack_after: float | None
+    #: longest interval between acks before the fault: the workload's own noise
+    baseline_gap: float | None
+
+
+def outage(ack_times: Sequence[float], fault_at: float, end_at: float) -> Outage:
+    """RTO = the longest interval without any acknowledged commit after the fault."""
+    times = sorted(ack_times)
+    after = [t for t in times if fault_at < t <= end_at]
+    before = [t for t in times if t <= fault_at]
+    gap = longest_gap(after, fault_at, end_at)
+    baseline = max((b - a for a, b in zip(before, before[1:])), default=None)
+    return Outage(rto=gap.length, gap=gap, resumed=bool(after),
+                  first_ack_after=(after[0] - fault_at) if after else None, baseline_gap=baseline)
+
+
+def first_ack_on_new_timeline(acks: Iterable[Ack], fault_at: float, old_timeline: int | None) -> float | None:
+    """Fault → first write acknowledged by a server on a later timeline: when
+    the read-write endpoint (HAProxy) routed clients to the promoted primary."""
+    if old_timeline is None:
+        return None
+    later = [a.mono for a in acks if a.mono > fault_at and a.timeline is not None and a.timeline > old_timeline]
+    return (min(later) - fault_at) if later else None
+
+
+def fmt_id(i: tuple[int, int]) -> str:
+    return f"{i[0]}:{i[1]}"
+
+
+@dataclass(frozen=True)
+class SetCheck:
+    """Acknowledged ids against the ids present on the (new) primary."""
+
+    acknowledged: int
+    present: int
+    #: acknowledged but missing: lost writes (must be empty)
+    lost: list[str]
+    #: present although the client never saw the ack (outcome unknown at the
+    #: time of the fault): allowed
+    unacked_present: int
+    #: present but never attempted by this run: something else wrote them (must be empty)
+    unexpected: list[str]
+
+
+def set_check(acked: Iterable[tuple[int, int]], present: Iterable[tuple[int, int]],
+              attempted: Mapping[int, int]) -> SetCheck:
+    """Like Patroni's Jepsen suite: every acknowledged insert must have survived."""
+    acked_s, present_s = set(acked), set(present)
+    lost = sorted(acked_s - present_s)
+    extra = present_s - acked_s
+    unexpected = sorted(i for i in extra if not (1 <= i[1] <= attempted.get(i[0], 0)))
+    return SetCheck(acknowledged=len(acked_s), present=len(present_s), lost=[fmt_id(i) for i in lost],
+                    unacked_present=len(extra) - len(unexpected), unexpected=[fmt_id(i) for i in unexpected])
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    count: int
+    #: first line of each distinct message -> how often (most frequent first, at most 10)
+    kinds: dict[str, int]
+    first_at: float | None
+    last_at: float | None
+
+
+def summarize_errors(errors: Sequence[ClientError], since: float = 0.0) -> ErrorSummary:
+    if not errors:
+        return ErrorSummary(0, {}, None, None)
+    kinds = Counter(f"{e.phase}: {e.message[:160]}" for e in errors)
+    return ErrorSummary(count=len(errors), kinds=dict(kinds.most_common(10)),
+                        first_at=min(e.mono for e in errors) - since, last_at=max(e.mono for e in errors) - since)
+
+
+def concurrent_writers(acks: Sequence[Ack], tolerance: float = 0.2) -> list[str]:
+    """Split brain as the clients saw it: two servers (or timelines) whose
+    acknowledged writes interleave in time. A failover shows as one identity's
+    acks ending before the next one's begin; anything else is evidence.
+
+    ``tolerance``: the old primary may deliver, a moment after the promotion,
+    the ack of a commit its synchronous standby had already flushed; that is
+    not two writers. A longer overlap is. (Writes a split brain really lost
+    also fail the set check, whatever this says.)"""
+    spans: dict[tuple[str | None, int | None], list[float]] = {}
+    for a in acks:
+        s = spans.setdefault((a.server, a.timeline), [a.mono, a.mono])
+        s[0], s[1] = min(s[0], a.mono), max(s[1], a.mono)
+    ids = sorted(spans, key=lambda k: spans[k][0])
+    out = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if spans[b][0] + tolerance < spans[a][1]:
+                out.append(f"{a[0]} (timeline {a[1]}) and {b[0]} (timeline {b[1]}) both acknowledged writes "
+                           f"between {spans[b][0]:.3f}s and {min(spans[a][1], spans[b][1]):.3f}s")
+    return out
+
+
+def timeline_problems(change: LeaderChange, old_leader: str | None, new_leader: str | None,
+                      tl_before: int | None, tl_after: int | None) -> list[str]:
+    """A new leader means exactly one new timeline; the same leader means none."""
+    out: list[str] = []
+    changed = old_leader != new_leader
+    if change == "must" and not changed:
+        out.append(f"the leader did not change (still {old_leader})")
+    if change == "must-not" and changed:
+        out.append(f"the leader changed ({old_leader} → {new_leader}) though this fault must not move it")
+    if tl_before is None or tl_after is None:
+        out.append("timeline unknown before or after the drill")
+    else:
+        want = tl_before + (1 if changed else 0)
+        if tl_after != want:
+            out.append(f"timeline went {tl_before} → {tl_after}, expected {want} "
+                       f"({'one promotion' if changed else 'no promotion'})")
+    return out
+
+
+@dataclass
+class DrillResult:
+    """One scenario's outcome; :meth:`failures` is the verdict."""
+
+    scenario: str
+    stack: str
+    leader_change: LeaderChange
+    old_leader: str | None = None
+    new_leader: str | None = None
+    timeline_before: int | None = None
+    timeline_after: int | None = None
+    writers: int = 0
+    duration_s: float = 0.0
+    fault_at_s: float | None = None  # since the workload started
+    fault_wall: float | None = None
+    rto_s: float | None = None
+    writes_resumed: bool = False
+    baseline_gap_s: float | None = None
+    acknowledged: int = 0
+    lost: list[str] = field(default_factory=list)
+    unacked_present: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    client_errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    blocked_writers: int = 0
+    time_to_new_leader_s: float | None = None
+    time_to_routing_s: float | None = None
+    rejoin_s: float | None = None
+    split_brain: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
+    health: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: the drill could not run to the end (e.g. a step not wired yet)
+    aborted: str | None = None
+
+    def failures(self) -> list[str]:
+        out: list[str] = []
+        if self.aborted:
+            out.append(f"aborted: {self.aborted}")
+        if self.lost:
+            out.append(f"{len(self.lost)} acknowledged write(s) lost")
+        if self.unexpected:
+            out.append(f"{len(self.unexpected)} row(s) present that this run never wrote")
+        out += [f"split brain: {s}" for s in self.split_brain]
+        out += self.timeline
+        out += [f"not healthy: {h}" for h in self.health]
+        if not self.aborted and not self.writes_resumed:
+            out.append("writes never resumed after the fault")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lost_count"] = len(self.lost)
+        d["ok"] = self.ok
+        d["failures"] = self.failures()
+        return d
+
+
+def apply_workload(r: DrillResult, acks: Sequence[Ack], errors: Sequence[ClientError], attempted: Mapping[int, int],
+                   present: Iterable[tuple[int, int]], started: float, stopped: float, fault_at: float) -> None:
+    """Fill ``r``'s write-side figures from what the workload recorded and the
+    ids found on the primary afterwards."""
+    o = outage([a.mono for a in acks], fault_at, stopped)
+    sc = set_check((a.id for a in acks), present, attempted)
+    es = summarize_errors(errors, since=started)
+    r.duration_s = stopped - started
+    r.fault_at_s = fault_at - started
+    r.rto_s, r.writes_resumed, r.baseline_gap_s = o.rto, o.resumed, o.baseline_gap
+    r.acknowledged, r.lost, r.unacked_present, r.unexpected = sc.acknowledged, sc.lost, sc.unacked_present, sc.unexpected
+    r.client_errors, r.error_kinds = es.count, es.kinds
+    r.time_to_routing_s = first_ack_on_new_timeline(acks, fault_at, r.timeline_before) if r.new_leader != r.old_leader else None
+    r.split_brain += concurrent_writers(acks)

@@ -1,0 +1,382 @@
+"""What a drill may do to a cluster: :class:`ClusterControl`, and the lab's.
+
+Scenarios only speak this interface, so the same drill runs against the lab,
+a static stack or (later) Hetzner Cloud. :class:`PatroniControl` implements
+everything that goes through Patroni's REST API, the inventory's SSH access and
+the documented ``pgfleet`` commands (``dsn``, ``lab kill|partition|heal|start``).
+
+What still awaits other work raises :class:`DrillNotWired` naming the missing
+piece instead of pretending; see each method.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pgfleet.errors import ClusterError, PgfleetError
+
+PATRONI_PORT = 8008
+POSTGRES_PORT = 5432
+
+
+class DrillNotWired(PgfleetError):
+    """A drill step needs something the lab, the deploy or a provider does not offer yet."""
+
+
+# --------------------------------------------------------------------------- cluster state
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member as Patroni's ``GET /cluster`` reports it."""
+
+    name: str
+    role: str  # leader | replica | sync_standby | quorum_standby | standby_leader
+    state: str  # running | streaming | starting | stopped | in archive recovery | …
+    host: str
+    port: int
+    timeline: int | None
+    #: replication lag in bytes; None when Patroni says "unknown" or it is the leader
+    lag: int | None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role in ("leader", "master", "standby_leader")
+
+    @property
+    def is_sync(self) -> bool:
+        return self.role in ("sync_standby", "quorum_standby")
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    members: tuple[Member, ...]
+
+    @property
+    def leaders(self) -> list[Member]:
+        return [m for m in self.members if m.is_leader]
+
+    @property
+    def leader(self) -> Member | None:
+        ls = self.leaders
+        return ls[0] if len(ls) == 1 else None
+
+    @property
+    def sync_standbys(self) -> list[Member]:
+        return [m for m in self.members if m.is_sync]
+
+    @property
+    def timeline(self) -> int | None:
+        return self.leader.timeline if self.leader else None
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)
+
+
+def parse_patroni_cluster(doc: dict[str, Any]) -> ClusterState:
+    """Patroni's ``GET /cluster`` document → :class:`ClusterState`."""
+    members = []
+    for m in doc.get("members", []):
+        lag = m.get("lag")
+        members.append(Member(
+            name=str(m["name"]), role=str(m.get("role", "")), state=str(m.get("state", "")),
+            host=str(m.get("host", "")), port=int(m.get("port", POSTGRES_PORT)),
+            timeline=int(m["timeline"]) if isinstance(m.get("timeline"), int) else None,
+            lag=lag if isinstance(lag, int) else None,
+        ))
+    return ClusterState(tuple(members))
+
+
+def health_problems(state: ClusterState, expected_members: int, synchronous: bool,
+                    max_lag_bytes: int = 1 << 20) -> list[str]:
+    """Full health: one running leader, every other member streaming on its
+    timeline within the lag bound, a synchronous standby when asked for."""
+    out: list[str] = []
+    if len(state.leaders) != 1:
+        out.append(f"{len(state.leaders)} leaders ({', '.join(m.name for m in state.leaders) or 'none'}), expected 1")
+    if len(state.members) != expected_members:
+        out.append(f"{len(state.members)} members, expected {expected_members}")
+    leader = state.leader
+    if leader and leader.state != "running":
+        out.append(f"leader {leader.name} is {leader.state!r}, not running")
+    for m in state.members:
+        if m.is_leader:
+            continue
+        if m.state != "streaming":
+            out.append(f"{m.name} is {m.state!r}, not streaming")
+        if leader and m.timeline != leader.timeline:
+            out.append(f"{m.name} is on timeline {m.timeline}, the leader on {leader.timeline}")
+        if m.lag is None:
+            out.append(f"{m.name}: lag unknown")
+        elif m.lag > max_lag_bytes:
+            out.append(f"{m.name} lags {m.lag} bytes (> {max_lag_bytes})")
+    if synchronous and leader and not state.sync_standbys:
+        out.append("no synchronous standby")
+    return out
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+class ClusterControl(ABC):
+    """Everything a scenario may observe or do. Implementations raise
+    :class:`DrillNotWired` for what their provider cannot do (yet)."""
+
+    #: stack name, for reports
+    stack: str
+    expected_members: int
+    synchronous: bool
+
+    @abstractmethod
+    def state(self) -> ClusterState:
+        """Members, roles, timelines as Patroni reports them (any reachable member)."""
+
+    @abstractmethod
+    def rw_dsn(self) -> str:
+        """The application's read-write endpoint (HAProxy → PgBouncer → primary)."""
+
+    @abstractmethod
+    def direct_dsn(self, member: str) -> str:
+        """PostgreSQL on one member, no pooler, no HAProxy: for set checks and probes."""
+
+    @abstractmethod
+    def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
+        """Run a command as root on a member; returns stdout, raises on failure."""
+
+    @abstractmethod
+    def switchover(self, leader: str, candidate: str | None) -> None:
+        """Planned switchover through Patroni's authenticated REST API."""
+
+    @abstractmethod
+    def power_off(self, member: str) -> None: ...
+
+    @abstractmethod
+    def power_on(self, member: str) -> None: ...
+
+    @abstractmethod
+    def partition(self, member: str) -> None:
+        """Cut the member off the network while it keeps running."""
+
+    @abstractmethod
+    def heal(self, member: str) -> None: ...
+
+    @abstractmethod
+    def sql_isolated(self, member: str, sql: str) -> str:
+        """Run SQL on a member that the network cannot reach (partitioned):
+        through the provider's own channel, as the postgres OS user."""
+
+    # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
+
+    patroni_unit = "patroni"
+    etcd_unit = "etcd"
+
+    def kill_postgres(self, member: str) -> None:
+        """SIGKILL the postmaster; Patroni stays and decides what happens next."""
+        self.run(member, ["sh", "-c", _KILL_POSTMASTER])
+
+    def kill_patroni(self, member: str) -> None:
+        """SIGKILL Patroni's main process only; PostgreSQL keeps running under it."""
+        self.run(member, ["systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", self.patroni_unit])
+
+    def start_patroni(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.patroni_unit])
+
+    def kill_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "kill", "--signal=SIGKILL", self.etcd_unit])
+
+    def start_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.etcd_unit])
+
+    def etcd_members(self) -> list[str]:
+        """Members that run an etcd member (co-located placement)."""
+        return []
+
+    def health(self) -> list[str]:
+        try:
+            return health_problems(self.state(), self.expected_members, self.synchronous)
+        except PgfleetError as e:
+            return [str(e)]
+
+
+#: The postmaster is the ``postgres`` process whose parent is not ``postgres``.
+_KILL_POSTMASTER = (
+    'found=; for p in $(ps -C postgres -o pid=); do '
+    'pp=$(ps -o ppid= -p "$p" | tr -d " "); '
+    '[ "$(cat /proc/$pp/comm 2>/dev/null)" = postgres ] || { kill -KILL "$p"; found=$p; }; done; '
+    '[ -n "$found" ] || { echo "no postmaster running" >&2; exit 1; }'
+)
+
+
+# --------------------------------------------------------------------------- Patroni + inventory
+
+
+class PatroniControl(ClusterControl):
+    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA) for
+    state and switchover, SSH from the inventory for commands on members,
+    the ``pgfleet`` CLI for the endpoint DSN and the lab's fault commands.
+
+    Awaits the deploy: the REST user name and unit names below must match
+    roles/patroni and roles/etcd; ``pgfleet dsn`` must exist. Awaits the lab:
+    ``pgfleet lab kill|start|partition|heal`` must exist, and a way to reach
+    a partitioned host (``sql_isolated``).
+    """
+
+    def __init__(self, stack: str, cluster: str, hosts: dict[str, str], *, ca_cert_pem: str,
+                 rest_password: str, superuser_password: str, state_dir: Path, provider: str,
+                 synchronous: bool, etcd_hosts: Sequence[str] = (), rest_user: str = "patroni",
+                 ssh_user: str = "root", ssh_key_file: str | None = None, known_hosts_file: str | None = None,
+                 database: str = "app"):
+        self.stack = stack
+        self.cluster = cluster
+        self.hosts = dict(hosts)  # member name -> address
+        self.expected_members = len(hosts)
+        self.synchronous = synchronous
+        self.provider = provider
+        self._etcd = list(etcd_hosts)
+        self._rest_auth = "Basic " + base64.b64encode(f"{rest_user}:{rest_password}".encode()).decode()
+        self._superuser_password = superuser_password
+        self._database = database
+        self._ssh = (ssh_user, ssh_key_file, known_hosts_file)
+        self._ca_file = state_dir / "drill-ca.pem"
+        self._ca_file.write_text(ca_cert_pem)
+        self._ssl = ssl.create_default_context(cadata=ca_cert_pem)
+
+    @classmethod
+    def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
+        """Build from the stack's spec, inventory and secrets."""
+        from pgfleet import inventory as inv_mod
+        from pgfleet import secrets as secrets_mod
+        from pgfleet import spec as spec_mod
+        from pgfleet import state
+
+        spec = spec_mod.load(stack)
+        name = spec_mod.environment_of(Path(stack)) if stack.endswith((".yaml", ".yml")) else stack
+        c = spec.cluster(cluster) if cluster else spec.clusters[0]
+        inv = inv_mod.load(name, spec)
+        sec = secrets_mod.load(name, spec)
+        db_hosts = inv.by_role(inv_mod.ROLE_POSTGRES, c.name)
+        return cls(
+            name, c.name, {h.name: h.private_ip if spec.provider == "lab" else h.public_ip for h in db_hosts},
+            ca_cert_pem=sec.ca_cert_pem, rest_password=sec.password("patroni_rest"),
+            superuser_password=sec.password("superuser"), state_dir=state.stack_dir(name), provider=spec.provider,
+            synchronous=c.synchronous, etcd_hosts=[h.name for h in inv.by_role(inv_mod.ROLE_ETCD)],
+            ssh_user=spec.ssh_user, ssh_key_file=inv.ssh_key_file, known_hosts_file=inv.known_hosts_file,
+            database=c.databases[0].name,
+        )
+
+    # ---- Patroni REST
+
+    def _rest(self, host: str, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+        req = urllib.request.Request(f"https://{host}:{PATRONI_PORT}{path}", method="POST" if body is not None else "GET")
+        if body is not None:
+            req.data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+            req.add_header("Authorization", self._rest_auth)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def state(self) -> ClusterState:
+        errors = []
+        for name, host in self.hosts.items():
+            try:
+                status, body = self._rest(host, "/cluster")
+            except (OSError, urllib.error.URLError) as e:
+                errors.append(f"{name}: {e}")
+                continue
+            if status == 200:
+                return parse_patroni_cluster(json.loads(body))
+            errors.append(f"{name}: HTTP {status}")
+        raise ClusterError(f"no Patroni REST API answered on port {PATRONI_PORT}: {'; '.join(errors)}")
+
+    def switchover(self, leader: str, candidate: str | None) -> None:
+        body: dict[str, Any] = {"leader": leader}
+        if candidate:
+            body["candidate"] = candidate
+        status, text = self._rest(self.hosts[leader], "/switchover", body, timeout=60.0)
+        if status != 200:
+            raise ClusterError(f"switchover {leader} → {candidate or 'any'} refused: HTTP {status} {text.decode(errors='replace').strip()}")
+
+    # ---- endpoints
+
+    def rw_dsn(self) -> str:
+        return self._pgfleet("dsn", self.stack).strip()
+
+    def direct_dsn(self, member: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(host=self.hosts[member], port=POSTGRES_PORT, dbname=self._database, user="postgres",
+                             password=self._superuser_password, sslmode="verify-full", sslrootcert=str(self._ca_file))
+
+    # ---- commands on members
+
+    def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
+        user, key, known = self._ssh
+        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+        if key:
+            cmd += ["-i", key, "-o", "IdentitiesOnly=yes"]
+        if known:
+            cmd += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
+        cmd += [f"{user}@{self.hosts[member]}", shlex.join(argv)]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"{member}: {shlex.join(argv)} did not finish within {timeout:.0f}s") from None
+        if p.returncode != 0:
+            raise ClusterError(f"{member}: {shlex.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+        return p.stdout
+
+    def etcd_members(self) -> list[str]:
+        return [m for m in self._etcd if m in self.hosts]
+
+    # ---- faults only a provider can cause
+
+    def _lab(self, verb: str, member: str) -> None:
+        if self.provider != "lab":
+            raise DrillNotWired(f"'{verb}' on provider {self.provider!r} is not built yet: the lab does it with "
+                                f"'pgfleet lab {verb}'; Hetzner needs a power/firewall action through its API (issue 6)")
+        self._pgfleet("lab", verb, member)
+
+    def power_off(self, member: str) -> None:
+        self._lab("kill", member)
+
+    def power_on(self, member: str) -> None:
+        self._lab("start", member)
+
+    def partition(self, member: str) -> None:
+        self._lab("partition", member)
+
+    def heal(self, member: str) -> None:
+        self._lab("heal", member)
+
+    def sql_isolated(self, member: str, sql: str) -> str:
+        # Awaits the lab: SSH cannot reach a partitioned host, so this needs a
+        # channel that does not use the network (e.g. nsenter into the host's
+        # PID 1), exposed by pgfleet.lab.
+        raise DrillNotWired(
+            f"cannot reach partitioned {member} to check it refuses writes: pgfleet.lab has no way yet to run a "
+            "command inside a partitioned host (needs e.g. 'pgfleet lab exec NODE -- CMD' via nsenter)")
+
+    def _pgfleet(self, *args: str) -> str:
+        """Run a documented ``pgfleet`` command; one that does not exist yet is reported as such."""
+        p = subprocess.run([sys.executable, "-m", "pgfleet.cli", *args], capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            text = (p.stderr or p.stdout).strip()
+            if "No such command" in text:
+                raise DrillNotWired(f"'pgfleet {args[0]}' does not exist yet (the drill needs 'pgfleet {' '.join(args)}')")
+            raise ClusterError(f"'pgfleet {' '.join(args)}' failed: {text}")
+        return p.stdout
