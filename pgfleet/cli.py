@@ -53,6 +53,8 @@ def inventory(stack: Stack) -> None:
 
 # Command groups that live beside their concern register here.
 # (lab: pgfleet/lab/cli.py; deploy/up/status/dsn: pgfleet/deploy_cli.py)
+from pgfleet.lab.cli import lab_app  # noqa: E402
+app.add_typer(lab_app, name="lab")
 
 
 def main() -> None:
