@@ -63,6 +63,9 @@ def ensure(layout: Layout) -> bool:
     if running_pids(layout) and answering(layout):
         return False
     stop(layout)
+    if answering(layout):
+        raise LabError(f"something that is not this lab's apt proxy already listens on {layout.bridge_address}:{APT_PROXY_PORT} "
+                       f"(see 'ss -ltnp sport = :{APT_PROXY_PORT}'); stop it, then run 'pgfleet lab up' again")
     conf = write_config(layout)
     log = open(layout.proxy_dir / "apt-cacher-ng.out", "ab")
     proc = subprocess.Popen([tool("apt-cacher-ng"), "-c", str(conf), "ForeGround=1"], stdin=subprocess.DEVNULL,
