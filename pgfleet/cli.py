@@ -55,6 +55,8 @@ def inventory(stack: Stack) -> None:
 # (lab: pgfleet/lab/cli.py; deploy/up/status/dsn: pgfleet/deploy_cli.py)
 from pgfleet.lab.cli import lab_app  # noqa: E402
 app.add_typer(lab_app, name="lab")
+from pgfleet.drill.cli import drill  # noqa: E402
+app.command()(drill)
 
 
 def main() -> None:

@@ -349,7 +349,7 @@ class PatroniControl(ClusterControl):
         if self.provider != "lab":
             raise DrillNotWired(f"'{verb}' on provider {self.provider!r} is not built yet: the lab does it with "
                                 f"'pgfleet lab {verb}'; Hetzner needs a power/firewall action through its API (issue 6)")
-        self._pgfleet("lab", verb, member)
+        self._pgfleet("lab", verb, member, "--stack", self.stack)
 
     def power_off(self, member: str) -> None:
         self._lab("kill", member)
@@ -369,7 +369,8 @@ class PatroniControl(ClusterControl):
         # PID 1), exposed by pgfleet.lab.
         raise DrillNotWired(
             f"cannot reach partitioned {member} to check it refuses writes: pgfleet.lab has no way yet to run a "
-            "command inside a partitioned host (needs e.g. 'pgfleet lab exec NODE -- CMD' via nsenter)")
+            "command inside a partitioned host (needs e.g. 'pgfleet lab exec NODE -- CMD': nsenter into the "
+            "namespaces of the host's PID 1, which pgfleet.lab.hosts.init_of already finds)")
 
     def _pgfleet(self, *args: str) -> str:
         """Run a documented ``pgfleet`` command; one that does not exist yet is reported as such."""

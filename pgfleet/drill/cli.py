@@ -1,0 +1,49 @@
+"""``pgfleet drill STACK SCENARIO``: measure failover on a running cluster.
+
+Exits non-zero when an acknowledged write was lost, split brain was seen, the
+cluster did not return to full health, or a step could not run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pgfleet.errors import PgfleetError
+
+console = Console()
+
+
+def drill(
+    stack: Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")],
+    scenario: Annotated[str, typer.Argument(help="switchover | postgres-crash | patroni-crash | node-loss | "
+                                                 "primary-partition | replica-loss | etcd-member-loss | all")],
+    writers: Annotated[int, typer.Option(min=1, max=256, help="concurrent writers through the read-write endpoint")] = 4,
+    duration: Annotated[float, typer.Option(min=10.0, help="upper bound in seconds on one scenario's workload")] = 180.0,
+    json_file: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON to this file")] = None,
+    cluster: Annotated[str | None, typer.Option(help="cluster of the stack (default: its first)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="required for stacks outside the lab: drills break things")] = False,
+) -> None:
+    """Inject a failure under a write workload; report RTO, lost writes, split brain."""
+    from pgfleet import spec as spec_mod
+    from pgfleet.drill import report, runner, scenarios
+    from pgfleet.drill.control import PatroniControl
+
+    chosen = scenarios.resolve(scenario)  # an unknown name fails before anything is touched
+    spec = spec_mod.load(stack)
+    if spec.production:
+        raise PgfleetError(f"{stack} is marked production: drills inject real failures and never run there; use a staging stack")
+    if spec.provider != "lab" and not yes:
+        raise PgfleetError(f"{stack} is not the lab: a drill will kill processes and switch its primary; add --yes to go ahead")
+    control = PatroniControl.from_stack(stack, cluster)
+    opts = runner.DrillOptions(writers=writers, duration=duration)
+    results = runner.run_all(control, chosen, opts, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    console.print(report.table(results))
+    for line in report.failure_lines(results):
+        console.print(f"[red]✗[/red] {line}", highlight=False)
+    if json_file:
+        json_file.write_text(report.to_json(control.stack, results) + "\n")
+    raise typer.Exit(report.exit_code(results))
