@@ -9,6 +9,7 @@ it also cleans up after a crash, and then checks that nothing remains.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,12 @@ def status(spec: Spec) -> list[HostStatus]:
         ok = p.up and link == "up" and layout.ssh_key.exists() and ssh.reachable(layout, h)
         out.append(HostStatus(h.name, h.address, h.plan.roles, p.up, link, ok))
     return out
+
+
+def run(spec: Spec, name: str, command: str, *, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a lab host over SSH; LabError names the host and output on failure."""
+    layout = _lab_layout(spec)
+    return ssh.exec_(layout, layout.host(name), [command], timeout=timeout, check=check)
 
 
 def leftovers(spec: Spec) -> list[str]:

@@ -18,8 +18,8 @@ from pgfleet.errors import LabError
 from pgfleet.lab.layout import LabHost, Layout
 from pgfleet.lab.system import run, tool
 
-#: unix socket paths are limited to 108 bytes; %C expands to 40 hex digits.
-_SOCKET_MAX = 100
+#: unix socket paths hold 107 bytes; ssh adds a 17-byte temporary suffix while creating one.
+_SOCKET_MAX = 107 - 17
 
 
 def ensure_client_key(layout: Layout) -> Path:
@@ -54,8 +54,12 @@ def write_known_hosts(layout: Layout) -> None:
 
 
 def control_path(layout: Layout) -> str | None:
-    path = str(layout.control_dir / "%C")
-    return path if len(path) - 2 + 40 <= _SOCKET_MAX else None
+    """``<state>/ssh/cm/%h`` (one lab, one user, one port: the address is unique).
+
+    None (no multiplexing) when the state dir is too deep for a unix socket path.
+    """
+    path = str(layout.control_dir / "%h")
+    return path if len(path) - 2 + len("255.255.255.255") <= _SOCKET_MAX else None
 
 
 def options(layout: Layout, connect_timeout: int = 5) -> list[str]:

@@ -56,19 +56,25 @@ def nspawn_flags(systemd_init: bool) -> list[str]:
 INSTALL_HINT = "apt-get install systemd-container debootstrap apt-cacher-ng iproute2 openssh-client"
 
 
+def find(name: str) -> str | None:
+    """A tool's path: on PATH, or in /usr/sbin (not on every non-login PATH)."""
+    return shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+
+
+REQUIRED_TOOLS = ("systemd-nspawn", "debootstrap", "apt-cacher-ng", "ip", "ssh", "ssh-keygen", "mount", "umount", "chroot")
+
+
 def preflight() -> None:
     """Refuse early and clearly: root and the tools the lab needs."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (systemd-nspawn, bridges, overlay mounts): run it as root, e.g. sudo pgfleet lab up")
-    missing = [tool for tool in ("systemd-nspawn", "debootstrap", "apt-cacher-ng", "ip", "ssh", "ssh-keygen", "mount", "umount")
-               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    missing = [t for t in REQUIRED_TOOLS if find(t) is None]
     if missing:
         raise LabError(f"missing {', '.join(missing)}: install with '{INSTALL_HINT}' (or run ./bootstrap setup)")
 
 
 def tool(name: str) -> str:
-    """Absolute path of a tool (``/usr/sbin`` is not always on a non-login PATH)."""
-    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    found = find(name)
     if found is None:
         raise LabError(f"{name} is not installed: {INSTALL_HINT}")
     return found

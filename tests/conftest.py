@@ -1,0 +1,71 @@
+"""Shared fixtures: one lab for the whole test session, always torn down.
+
+The ``lab`` fixture brings the ``lab`` stack up once (deploy and drill tests
+reuse it) and its finalizer always runs ``lab down`` and then checks that
+nothing is left on the machine; a leftover fails the run. If the lab cannot
+start, every test that needs it errors with the reason (never a skip).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+LAB_STACK = "lab"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab_last: runs after every other test (tears the shared lab down and up again)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that tear the shared lab down run last, so they never wipe a deployed cluster under other tests."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_last") is not None)
+
+
+def machine_leftovers(spec) -> list[str]:  # type: ignore[no-untyped-def]
+    """Anything of a lab on this machine: the lab's own view, plus any nspawn, lab address or overlay at all."""
+    from pgfleet import lab, state
+    from pgfleet.lab.system import processes
+
+    found = list(lab.leftovers(spec))
+    found += [f"systemd-nspawn pid {p.pid}" for p in processes() if p.argv and p.argv[0].endswith("systemd-nspawn")]
+    from pgfleet.lab import network
+
+    subnet = ipaddress.ip_network(spec.network.subnet)
+    found += [f"address {iface} on {ifname}" for ifname, iface in network.addresses() if iface.ip in subnet]
+    root = str(state.root())
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        f = line.split()
+        if f[2] == "overlay" and f[1].startswith(root):
+            found.append(f"overlay mount {f[1]}")
+    return sorted(set(found))
+
+
+@pytest.fixture(scope="session")
+def lab_spec():  # type: ignore[no-untyped-def]
+    from pgfleet import spec
+
+    return spec.load(LAB_STACK)
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest, lab_spec):  # type: ignore[no-untyped-def]
+    """The running lab's Inventory; the lab is brought down (and checked empty) at session end."""
+    from pgfleet import lab as lab_mod
+    from pgfleet.errors import PgfleetError
+
+    def teardown() -> None:
+        lab_mod.down(lab_spec)
+        left = machine_leftovers(lab_spec)
+        assert not left, f"lab down left things behind: {left}"
+
+    # Registered before `up`, so a lab that fails halfway is still torn down.
+    request.addfinalizer(teardown)
+    try:
+        lab_mod.up(lab_spec)
+    except PgfleetError as e:
+        pytest.fail(f"the lab could not start: {e}", pytrace=False)
+    return lab_mod.inventory(lab_spec)
