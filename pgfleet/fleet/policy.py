@@ -1,0 +1,143 @@
+"""What the fleet's cloud resources say, computed from the spec in plain Python.
+
+Firewall rules, labels, cloud-init user data, the load balancer's services and
+addresses: every decision the Pulumi components turn into resources is made
+here, where it can be read (and tested) without a Pulumi engine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from pgfleet.errors import PgfleetError
+from pgfleet.inventory import HostPlan, plan
+from pgfleet.spec import Spec
+
+#: Hetzner's Debian 13 (trixie) image: the OS every role is written for.
+IMAGE = "debian-13"
+#: Hetzner refuses more servers than this in one ``spread`` placement group.
+SPREAD_GROUP_LIMIT = 10
+
+SSH_PORT = 22
+#: HAProxy's client endpoints (rw/ro pooled, rw/ro direct): the only ports clients reach.
+CLIENT_PORTS = (5000, 5003)
+#: PostgreSQL, PgBouncer, Patroni REST, etcd client/peer, HAProxy stats. These
+#: stay on the private network, which Hetzner firewalls do not filter; the
+#: public firewall never names them, so they are closed to the internet.
+CLUSTER_PORTS = (5432, 6432, 8008, 2379, 2380, 7000)
+PATRONI_PORT = 8008
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One inbound TCP rule of a Hetzner firewall."""
+
+    description: str
+    port: str  # "22" or "5000-5003", as Hetzner writes ports
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LbService:
+    """A TCP service of the load balancer and the Patroni check that picks its targets."""
+
+    port: int
+    check_path: str
+
+
+#: Read-write goes to the node Patroni calls primary, read-only to replicas.
+LB_SERVICES = (LbService(5000, "/primary"), LbService(5001, "/replica"))
+#: Seconds. Hetzner's minimum interval is 3 s; two misses take a node out, two
+#: passes put the new primary in: a few seconds after Patroni promotes it.
+LB_CHECK_INTERVAL = 3
+LB_CHECK_TIMEOUT = 2
+LB_CHECK_RETRIES = 2
+
+
+def _is_whole_internet(cidr: str) -> bool:
+    return ipaddress.ip_network(cidr).prefixlen == 0
+
+
+def check_hcloud(spec: Spec) -> None:
+    """Refuse what the spec schema allows but a Hetzner fleet must not be built with."""
+    if not spec.ssh_public_key:
+        raise PgfleetError("pgfleet:ssh_public_key is not set: Hetzner servers need it for the first SSH login "
+                           "(without one Hetzner mails out a root password). Fix: set pgfleet:ssh_public_key: \"ssh-ed25519 AAAA… you@host\"")
+    if not spec.admin_cidrs:
+        raise PgfleetError("pgfleet:admin_cidrs is empty: the firewall would let no one SSH in, so the deploy could not reach "
+                           "the servers. Fix: list your office/VPN/CI ranges, e.g. [203.0.113.10/32]")
+    for i, cidr in enumerate(spec.client_cidrs):
+        if _is_whole_internet(cidr):
+            raise PgfleetError(f"pgfleet:client_cidrs[{i}]: {cidr!r} would open the database endpoints "
+                               f"{CLIENT_PORTS[0]}-{CLIENT_PORTS[1]} to the whole internet. Fix: list the ranges your clients use")
+    for c in spec.clusters:
+        if c.nodes > SPREAD_GROUP_LIMIT:
+            raise PgfleetError(f"pgfleet:clusters: cluster {c.name!r} has {c.nodes} nodes, but Hetzner's spread placement "
+                               f"group holds at most {SPREAD_GROUP_LIMIT}. Fix: split it into clusters of {SPREAD_GROUP_LIMIT} or fewer")
+    if spec.load_balancer.enabled:
+        highest_host = max(ipaddress.ip_address(h.private_ip) for h in plan(spec))
+        lowest_lb = ipaddress.ip_address(load_balancer_ip(spec, len(spec.clusters) - 1))
+        if lowest_lb <= highest_host:
+            raise PgfleetError(f"pgfleet:network.subnet: {spec.network.subnet} is too small for the hosts (up to {highest_host}) "
+                               f"and the load balancers (from {lowest_lb} up). Fix: use a larger subnet, e.g. a /24")
+
+
+def firewall_rules(spec: Spec, serves_clients: bool) -> list[FirewallRule]:
+    """Inbound rules from the public internet; anything not listed is dropped.
+
+    SSH from the admin ranges only; database nodes also take clients on the
+    HAProxy endpoints from the client ranges. Cluster ports are never listed.
+    """
+    rules = [FirewallRule("SSH from admin ranges", str(SSH_PORT), tuple(spec.admin_cidrs))]
+    if serves_clients and spec.client_cidrs:
+        lo, hi = CLIENT_PORTS
+        rules.append(FirewallRule("HAProxy endpoints from client ranges", f"{lo}-{hi}", tuple(spec.client_cidrs)))
+    return rules
+
+
+def labels(spec: Spec, host: HostPlan | None = None, cluster: str | None = None) -> dict[str, str]:
+    """Hetzner labels: find a stack's resources in the console and by label selector."""
+    out = {"managed-by": "pgfleet", "environment": spec.environment}
+    cluster = host.cluster if host is not None and host.cluster else cluster
+    if cluster:
+        out["cluster"] = cluster
+    if host is not None:
+        out["role"] = "-".join(host.roles)  # e.g. "postgres-etcd"; label values allow no "+" or ","
+    return out
+
+
+def user_data(spec: Spec) -> str:
+    """cloud-init for the first boot: SSH access, nothing else.
+
+    No password, key or certificate goes here: Hetzner keeps user data readable
+    in its API and metadata service. Everything else is the deploy's job.
+    Hetzner installs the stack's SSH key for root; another ``ssh_user`` gets it
+    with passwordless sudo, and root login is then disabled.
+    """
+    doc: dict[str, Any] = {"ssh_pwauth": False}
+    if spec.ssh_user != "root":
+        doc["disable_root"] = True
+        doc["users"] = [{
+            "name": spec.ssh_user,
+            "shell": "/bin/bash",
+            "groups": ["sudo"],
+            "sudo": "ALL=(ALL) NOPASSWD:ALL",
+            "lock_passwd": True,
+            "ssh_authorized_keys": [spec.ssh_public_key],
+        }]
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def load_balancer_ip(spec: Spec, cluster_index: int) -> str:
+    """A fixed private address per cluster's load balancer, from the top of the subnet.
+
+    :func:`pgfleet.inventory.plan` hands out hosts from .11 upwards; taking the
+    load balancers' from the top keeps the two apart however the fleet grows,
+    and a fixed address can go into certificates before the balancer exists.
+    """
+    subnet = ipaddress.ip_network(spec.network.subnet)
+    return str(subnet.broadcast_address - 1 - cluster_index)

@@ -1,0 +1,397 @@
+"""The real Pulumi program (``__main__.py``) run against every stack under Pulumi mocks.
+
+No Pulumi engine and no Hetzner API: the mocks answer each resource
+registration with plausible outputs (public addresses from TEST-NET-3,
+203.0.113.0/24) and record what the program asked for. The assertions are on
+those recorded inputs, i.e. on what would be sent to Hetzner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import runpy
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from pgfleet import ROOT
+from pgfleet.inventory import Inventory
+from pgfleet.secrets import Secrets, password_names
+from pgfleet.spec import load
+
+SERVER = "hcloud:index/server:Server"
+FIREWALL = "hcloud:index/firewall:Firewall"
+PLACEMENT_GROUP = "hcloud:index/placementGroup:PlacementGroup"
+LOAD_BALANCER = "hcloud:index/loadBalancer:LoadBalancer"
+LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork"
+LB_SERVICE = "hcloud:index/loadBalancerService:LoadBalancerService"
+LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+CERT = "tls:index/selfSignedCert:SelfSignedCert"
+
+#: Ports that must never be open to the whole internet (client endpoints and cluster ports).
+DATABASE_PORTS = set(range(5000, 5004)) | {5432, 6432, 8008, 2379, 2380}
+WHOLE_INTERNET = {"0.0.0.0/0", "::/0"}
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def _id(value: str | float) -> str:
+    """Ids as the mocks issued them: numbers in inputs arrive as floats after serialisation."""
+    return str(int(float(value)))
+
+
+@dataclass
+class Created:
+    typ: str
+    name: str
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class FleetMocks(pulumi.runtime.Mocks):
+    """Answers like Hetzner/random/tls would, and remembers every resource asked for."""
+
+    def __init__(self) -> None:
+        self.created: list[Created] = []
+        self._ids = itertools.count(1001)
+        self._public = (str(ipaddress.ip_address("203.0.113.10") + i) for i in itertools.count())
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        rid = str(next(self._ids))  # numeric, as Hetzner ids are
+        outputs = dict(args.inputs)
+        if args.typ == SERVER:
+            outputs["ipv4Address"] = next(self._public)
+        elif args.typ == LOAD_BALANCER:
+            outputs["ipv4"] = next(self._public)
+        elif args.typ == PASSWORD:
+            outputs["result"] = secrets.token_hex(16)
+        elif args.typ == PRIVATE_KEY:
+            body = secrets.token_hex(32)
+            outputs["privateKeyPem"] = f"-----BEGIN EC PRIVATE KEY-----\n{body}\n-----END EC PRIVATE KEY-----\n"
+            outputs["privateKeyPemPkcs8"] = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+        elif args.typ == CERT:
+            outputs["certPem"] = f"-----BEGIN CERTIFICATE-----\n{secrets.token_hex(32)}\n-----END CERTIFICATE-----\n"
+        self.created.append(Created(args.typ, args.name, rid, dict(args.inputs), outputs))
+        return rid, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
+        return {}, None
+
+
+@dataclass
+class Run:
+    stack: str
+    created: list[Created]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of(self, typ: str) -> list[Created]:
+        return [c for c in self.created if c.typ == typ]
+
+    def by_id(self, rid: str | float) -> Created:
+        return next(c for c in self.created if c.id == _id(rid))
+
+    def secret_values(self) -> list[str]:
+        """Every generated secret: password values and private key PEMs."""
+        s = Secrets.model_validate(self.outputs["secrets"])
+        return [*s.passwords.values(), s.ca_key_pem]
+
+
+def run_program(stack: str, mocks: FleetMocks | None = None) -> Run:
+    """Run ``__main__.py`` for ``stack`` in a fresh mocked Pulumi runtime.
+
+    Pulumi's settings are process-global: every run gets its own event loop,
+    root stack resource and mocks, so runs do not see each other.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    mocks = mocks or FleetMocks()
+    result = Run(stack, mocks.created)
+    try:
+        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_mocks(mocks, project="pgfleet", stack=stack, preview=False)
+        root = pulumi_settings.get_root_resource()
+
+        async def outputs() -> None:
+            for name, value in root.outputs.items():  # type: ignore[union-attr]
+                out = pulumi.Output.from_input(value)
+                result.outputs[name] = await out.future()
+                if await out.is_secret():
+                    result.secret_outputs.add(name)
+
+        def program() -> Any:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            return outputs()
+
+        _sync_await(run_pulumi_func(program))
+    finally:
+        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+        loop.close()
+        asyncio.set_event_loop(None)
+    return result
+
+
+STATIC_STACK = """\
+config:
+  pgfleet:provider: static
+  pgfleet:admin_cidrs: ["203.0.113.0/24"]
+  pgfleet:client_cidrs: ["198.51.100.0/24"]
+  pgfleet:clusters:
+    - name: main
+      nodes: 3
+      server_type: ccx23
+      hosts:
+        - {name: bm-1, public_ip: 203.0.113.21, private_ip: 10.42.1.21}
+        - {name: bm-2, public_ip: 203.0.113.22, private_ip: 10.42.1.22}
+        - {name: bm-3, public_ip: 203.0.113.23}
+"""
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, Run]:
+    """One mocked run per shipped Hetzner stack (they are deterministic apart from mock secrets)."""
+    return {stack: run_program(stack) for stack in ("dev", "staging", "prod")}
+
+
+@pytest.fixture
+def static_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
+    (tmp_path / "Pulumi.bare.yaml").write_text(STATIC_STACK)
+    monkeypatch.setenv("PGFLEET_STACKS_DIR", str(tmp_path))
+    return run_program("bare")
+
+
+HCLOUD_STACKS = ["dev", "staging", "prod"]
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.mark.parametrize("stack,count,server_type", [("dev", 1, "cx23"), ("staging", 3, "cpx32"), ("prod", 3, "ccx23")])
+def test_servers_count_and_type(shipped: dict[str, Run], stack: str, count: int, server_type: str) -> None:
+    servers = shipped[stack].of(SERVER)
+    assert len(servers) == count
+    assert {s.inputs["serverType"] for s in servers} == {server_type}
+    spec = load(stack)
+    assert {s.inputs["location"] for s in servers} == {spec.location}
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_servers_run_debian13_on_local_disk(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    assert {s.inputs["image"] for s in run.of(SERVER)} == {"debian-13"}
+    assert not [c for c in run.created if c.typ.startswith("hcloud:index/volume")], "data belongs on the local NVMe disk"
+    for s in run.of(SERVER):
+        assert s.inputs["publicNets"] == [{"ipv4Enabled": True, "ipv6Enabled": True}]
+        assert s.inputs["labels"]["environment"] == stack
+        assert s.inputs["labels"]["cluster"] == "main"
+        assert s.inputs["labels"]["role"].startswith("postgres")
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_one_spread_group_per_cluster_holds_every_server(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    groups = run.of(PLACEMENT_GROUP)
+    assert len(groups) == len(load(stack).clusters)
+    assert {g.inputs["type"] for g in groups} == {"spread"}
+    for s in run.of(SERVER):
+        assert run.by_id(s.inputs["placementGroupId"]).typ == PLACEMENT_GROUP
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_servers_get_planned_private_ips(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    network = next(c for c in run.created if c.typ == "hcloud:index/network:Network")
+    got = {s.inputs["name"]: s.inputs["networks"] for s in run.of(SERVER)}
+    expected_ips = [f"10.42.1.{11 + i}" for i in range(len(got))]
+    assert sorted(n[0]["ip"] for n in got.values()) == expected_ips
+    for nets in got.values():
+        assert len(nets) == 1 and _id(nets[0]["networkId"]) == network.id
+    subnet = next(c for c in run.created if c.typ == "hcloud:index/networkSubnet:NetworkSubnet")
+    assert (subnet.inputs["ipRange"], subnet.inputs["networkZone"]) == ("10.42.1.0/24", load(stack).network_zone)
+
+
+# --------------------------------------------------------------------------- firewalls
+
+
+def _rules(run: Run) -> list[dict]:
+    return [r for fw in run.of(FIREWALL) for r in fw.inputs["rules"]]
+
+
+def _ports(rule: dict) -> set[int]:
+    lo, _, hi = rule["port"].partition("-")
+    return set(range(int(lo), int(hi or lo) + 1))
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_no_database_or_cluster_port_open_to_the_internet(shipped: dict[str, Run], stack: str) -> None:
+    rules = _rules(shipped[stack])
+    assert rules, "a firewall with rules must exist"
+    for rule in rules:
+        assert rule["direction"] == "in"
+        if _ports(rule) & DATABASE_PORTS:
+            assert not WHOLE_INTERNET & set(rule["sourceIps"]), rule
+    opened = set().union(*(_ports(r) for r in rules))
+    assert not opened & {5432, 6432, 8008, 2379, 2380}, "cluster ports travel on the private network only"
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_ssh_from_admins_and_endpoints_from_clients_only(shipped: dict[str, Run], stack: str) -> None:
+    spec = load(stack)
+    rules = _rules(shipped[stack])
+    ssh = [r for r in rules if 22 in _ports(r)]
+    assert len(ssh) == 1 and ssh[0]["port"] == "22" and ssh[0]["sourceIps"] == spec.admin_cidrs
+    endpoints = [r for r in rules if _ports(r) & {5000, 5001, 5002, 5003}]
+    assert [(r["port"], r["sourceIps"]) for r in endpoints] == [("5000-5003", spec.client_cidrs)]
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_every_server_is_born_behind_its_firewall(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    for s in run.of(SERVER):
+        assert [run.by_id(i).typ for i in s.inputs["firewallIds"]] == [FIREWALL]
+
+
+# --------------------------------------------------------------------------- user data and secrets
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_user_data_holds_no_secret(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    values = run.secret_values()
+    assert len(values) == len(password_names(load(stack))) + 1
+    for s in run.of(SERVER):
+        user_data = s.inputs["userData"]
+        assert user_data.startswith("#cloud-config\n")
+        assert "ssh_pwauth: false" in user_data
+        for word in ("password", "private key", "BEGIN"):
+            assert word not in user_data.lower() and word not in user_data
+        for value in values:
+            assert value not in user_data
+
+
+def test_ssh_key_comes_from_the_spec(shipped: dict[str, Run]) -> None:
+    run = shipped["prod"]
+    (key,) = run.of("hcloud:index/sshKey:SshKey")
+    assert key.inputs["publicKey"] == load("prod").ssh_public_key
+    assert {tuple(s.inputs["sshKeys"]) for s in run.of(SERVER)} == {(key.id,)}
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_secrets_output_is_a_secret_with_every_password(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    assert "secrets" in run.secret_outputs
+    assert "inventory" not in run.secret_outputs
+    s = Secrets.model_validate(run.outputs["secrets"])
+    assert sorted(s.passwords) == sorted(password_names(load(stack)))
+    assert len(run.of(PASSWORD)) == len(s.passwords)
+    assert "PRIVATE KEY" in s.ca_key_pem and "CERTIFICATE" in s.ca_cert_pem
+    (cert,) = run.of(CERT)
+    assert cert.inputs["isCaCertificate"] is True
+
+
+# --------------------------------------------------------------------------- load balancer
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_no_load_balancer_unless_enabled(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    assert not [c for c in run.created if c.typ.startswith("hcloud:index/loadBalancer")]
+    assert run.outputs["inventory"]["load_balancers"] == {}
+
+
+def test_prod_load_balancer_checks_patroni_over_the_private_network(shipped: dict[str, Run]) -> None:
+    run = shipped["prod"]
+    (lb,) = run.of(LOAD_BALANCER)
+    assert lb.inputs["loadBalancerType"] == "lb11"
+    (attachment,) = run.of(LB_NETWORK)
+    assert attachment.inputs["enablePublicInterface"] is False, "Hetzner cannot firewall a load balancer"
+    services = {s.inputs["listenPort"]: s.inputs for s in run.of(LB_SERVICE)}
+    assert sorted(services) == [5000, 5001]
+    for port, path in ((5000, "/primary"), (5001, "/replica")):
+        svc = services[port]
+        assert (svc["protocol"], svc["destinationPort"]) == ("tcp", port)
+        check = svc["healthCheck"]
+        assert (check["protocol"], check["port"]) == ("http", 8008)
+        assert check["http"]["path"] == path and check["http"]["tls"] is True
+    targets = run.of(LB_TARGET)
+    servers = {s.id for s in run.of(SERVER)}
+    assert len(targets) == 3 and {_id(t.inputs["serverId"]) for t in targets} == servers
+    assert all(t.inputs["usePrivateIp"] is True for t in targets)
+    assert run.outputs["inventory"]["load_balancers"] == {"main": attachment.inputs["ip"]}
+    assert ipaddress.ip_address(attachment.inputs["ip"]) in ipaddress.ip_network("10.42.1.0/24")
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_inventory_output_is_the_inventory_shape(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    inv = Inventory.model_validate(run.outputs["inventory"])
+    spec = load(stack)
+    assert (inv.stack, inv.provider, inv.ssh_key_file, inv.known_hosts_file) == (stack, "hcloud", None, None)
+    n = spec.clusters[0].nodes
+    assert [h.name for h in inv.hosts] == [f"{stack}-main-{i}" for i in range(1, n + 1)]
+    assert [h.private_ip for h in inv.hosts] == [f"10.42.1.{10 + i}" for i in range(1, n + 1)]
+    etcd = spec.etcd.members
+    assert [h.roles for h in inv.hosts] == [["postgres", "etcd"]] * etcd + [["postgres"]] * (n - etcd)
+    public = {s.inputs["name"]: s.outputs["ipv4Address"] for s in run.of(SERVER)}
+    assert {h.name: h.public_ip for h in inv.hosts} == public
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("203.0.113.0/24") for ip in public.values())
+    assert {h.server_type for h in inv.hosts} == {spec.clusters[0].server_type}
+
+
+# --------------------------------------------------------------------------- other providers and refusals
+
+
+def test_static_stack_creates_secrets_but_no_cloud_resources(static_run: Run) -> None:
+    assert not [c for c in static_run.created if c.typ.startswith("hcloud:")]
+    assert "secrets" in static_run.secret_outputs
+    assert len(static_run.of(PASSWORD)) == len(Secrets.model_validate(static_run.outputs["secrets"]).passwords)
+    inv = Inventory.model_validate(static_run.outputs["inventory"])
+    assert inv.provider == "static" and inv.stack == "bare"
+    assert [(h.name, h.public_ip, h.private_ip) for h in inv.hosts] == [
+        ("bm-1", "203.0.113.21", "10.42.1.21"),
+        ("bm-2", "203.0.113.22", "10.42.1.22"),
+        ("bm-3", "203.0.113.23", "203.0.113.23"),
+    ]
+
+
+def test_lab_stack_is_refused_with_the_command_to_use() -> None:
+    with pytest.raises(pulumi.RunError, match="pgfleet lab up"):
+        run_program("lab")
+
+
+def _write_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, replace: tuple[str, str]) -> None:
+    text = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+    assert replace[0] in text
+    (tmp_path / f"Pulumi.{name}.yaml").write_text(text.replace(*replace))
+    monkeypatch.setenv("PGFLEET_STACKS_DIR", str(tmp_path))
+
+
+def test_hcloud_without_ssh_key_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_stack(tmp_path, monkeypatch, "nokey", ("pgfleet:ssh_public_key:", "# no key:"))
+    mocks = FleetMocks()
+    with pytest.raises(pulumi.RunError, match="pgfleet:ssh_public_key") as e:
+        run_program("nokey", mocks)
+    assert "is not set" in str(e.value)
+    assert not mocks.created, "refused before any resource (or secret) is created"
+
+
+def test_endpoints_open_to_the_world_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_stack(tmp_path, monkeypatch, "open", ('pgfleet:client_cidrs: ["203.0.113.0/24"]', 'pgfleet:client_cidrs: ["0.0.0.0/0"]'))
+    with pytest.raises(pulumi.RunError, match=r"client_cidrs\[0\].*whole internet"):
+        run_program("open")
