@@ -63,11 +63,9 @@ def up(spec: Spec, *, ssh_timeout: float = 180) -> UpReport:
         state.private_dir(h.dir)
         ssh.ensure_host_key(h)
     ssh.write_known_hosts(layout)
+    # ControlMaster sockets left by an interrupted run make hosts look unreachable.
+    ssh.clear_masters(layout)
     booted = [h.name for h in layout.hosts if not hosts.power(h).up]
-    if booted:
-        # Only masters to hosts that were down can be stale; running hosts keep theirs.
-        for name in booted:
-            ssh.close_master(layout, layout.host(name))
     systemd_init = systemd_is_init()
     for name in booted:
         _boot(layout, layout.host(name), base, systemd_init)
