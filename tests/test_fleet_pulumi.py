@@ -19,14 +19,17 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from pgfleet import ROOT
+from pgfleet.errors import PgfleetError
+from pgfleet.fleet import policy
 from pgfleet.inventory import Inventory
 from pgfleet.secrets import Secrets, password_names
-from pgfleet.spec import load
+from pgfleet.spec import Spec, config_from_yaml, load, parse
 
 SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
@@ -97,6 +100,7 @@ class Run:
     created: list[Created]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    urns: list[str] = field(default_factory=list)
 
     def of(self, typ: str) -> list[Created]:
         return [c for c in self.created if c.typ == typ]
@@ -137,6 +141,7 @@ def run_program(stack: str, mocks: FleetMocks | None = None) -> Run:
             return outputs()
 
         _sync_await(run_pulumi_func(program))
+        result.urns = list(pulumi_settings.SETTINGS.monitor.get_registered_resources())
     finally:
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         loop.close()
@@ -174,6 +179,23 @@ def static_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
 
 
 HCLOUD_STACKS = ["dev", "staging", "prod"]
+
+
+# --------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_every_cloud_resource_belongs_to_a_component(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    # A URN's type part is "PARENT_TYPE$TYPE" (the mock monitor, like the engine, names the direct parent).
+    pairs = [urn.split("::")[2].split("$")[-2:] for urn in run.urns]
+    custom = [(parent, typ) for parent, typ in pairs if not typ.startswith(("pgfleet:", "pulumi:"))]
+    assert len(custom) > 10
+    assert all(parent.startswith("pgfleet:fleet:") for parent, _ in custom), custom
+    components = {typ for _, typ in pairs if typ.startswith("pgfleet:fleet:")}
+    expected = {"FleetNetwork", "FleetAccess", "ClusterSecrets", "DatabaseCluster"}
+    expected |= {"ClusterLoadBalancer"} if load(stack).load_balancer.enabled else set()
+    assert components == {f"pgfleet:fleet:{c}" for c in expected}
 
 
 # --------------------------------------------------------------------------- servers
@@ -375,15 +397,38 @@ def test_lab_stack_is_refused_with_the_command_to_use() -> None:
         run_program("lab")
 
 
-def _write_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, replace: tuple[str, str]) -> None:
-    text = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
-    assert replace[0] in text
-    (tmp_path / f"Pulumi.{name}.yaml").write_text(text.replace(*replace))
+def _write_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, **config: Any) -> None:
+    """A copy of the dev stack as ``stacks/Pulumi.NAME.yaml`` in tmp_path; None removes a key."""
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    for key, value in config.items():
+        doc["config"].pop(f"pgfleet:{key}", None)
+        if value is not None:
+            doc["config"][f"pgfleet:{key}"] = value
+    (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(doc))
     monkeypatch.setenv("PGFLEET_STACKS_DIR", str(tmp_path))
 
 
+def test_dedicated_etcd_nodes_get_their_own_spread_group_and_ssh_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_variant(tmp_path, monkeypatch, "split", clusters=[{"name": "main", "nodes": 3, "server_type": "ccx13"}],
+                   etcd={"placement": "dedicated", "members": 3, "server_type": "cx23"})
+    run = run_program("split")
+    servers = {s.inputs["name"]: s for s in run.of(SERVER)}
+    etcd = [f"split-etcd-{i}" for i in (1, 2, 3)]
+    assert sorted(servers) == sorted([f"split-main-{i}" for i in (1, 2, 3)] + etcd)
+    assert {servers[n].inputs["serverType"] for n in etcd} == {"cx23"}
+    assert len(run.of(PLACEMENT_GROUP)) == 2
+    etcd_groups = {_id(servers[n].inputs["placementGroupId"]) for n in etcd}
+    db_groups = {_id(s.inputs["placementGroupId"]) for n, s in servers.items() if n not in etcd}
+    assert len(etcd_groups) == 1 and len(db_groups) == 1 and etcd_groups != db_groups
+    (etcd_firewall,) = {_id(i) for n in etcd for i in servers[n].inputs["firewallIds"]}
+    assert [r["port"] for r in run.by_id(etcd_firewall).inputs["rules"]] == ["22"]
+    inv = Inventory.model_validate(run.outputs["inventory"])
+    assert [(h.name, h.cluster, h.roles) for h in inv.hosts if h.name in etcd] == [(n, None, ["etcd"]) for n in etcd]
+    assert all(h.roles == ["postgres"] for h in inv.hosts if h.name not in etcd)
+
+
 def test_hcloud_without_ssh_key_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_stack(tmp_path, monkeypatch, "nokey", ("pgfleet:ssh_public_key:", "# no key:"))
+    _write_variant(tmp_path, monkeypatch, "nokey", ssh_public_key=None)
     mocks = FleetMocks()
     with pytest.raises(pulumi.RunError, match="pgfleet:ssh_public_key") as e:
         run_program("nokey", mocks)
@@ -392,6 +437,35 @@ def test_hcloud_without_ssh_key_names_the_field(tmp_path: Path, monkeypatch: pyt
 
 
 def test_endpoints_open_to_the_world_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_stack(tmp_path, monkeypatch, "open", ('pgfleet:client_cidrs: ["203.0.113.0/24"]', 'pgfleet:client_cidrs: ["0.0.0.0/0"]'))
+    _write_variant(tmp_path, monkeypatch, "open", client_cidrs=["0.0.0.0/0"])
     with pytest.raises(pulumi.RunError, match=r"client_cidrs\[0\].*whole internet"):
         run_program("open")
+
+
+# --------------------------------------------------------------------------- policy without an engine
+
+
+def _dev_spec(**changes: Any) -> Spec:
+    data = config_from_yaml((ROOT / "stacks" / "Pulumi.dev.yaml").read_text(), "dev")
+    return parse({**data, "environment": "dev", **changes})
+
+
+def test_user_data_gives_another_ssh_user_the_key_and_sudo() -> None:
+    spec = _dev_spec(ssh_user="ops")
+    text = policy.user_data(spec)
+    doc = yaml.safe_load(text)
+    (user,) = doc["users"]
+    assert (user["name"], user["ssh_authorized_keys"], doc["disable_root"]) == ("ops", [spec.ssh_public_key], True)
+    assert "password" not in text.lower()
+    assert "users" not in yaml.safe_load(policy.user_data(_dev_spec())), "root gets the key from Hetzner's ssh_keys"
+
+
+def test_load_balancer_addresses_stay_clear_of_host_addresses() -> None:
+    three = [{"name": "main", "nodes": 3, "server_type": "cx23"}]
+    spec = _dev_spec(clusters=three, etcd={"members": 3}, load_balancer={"enabled": True})
+    policy.check_hcloud(spec)
+    assert policy.load_balancer_ip(spec, 0) == "10.42.1.254"
+    small = {"ip_range": "10.42.0.0/16", "subnet": "10.42.1.0/28"}  # hosts .11-.14, the balancer would take .14
+    with pytest.raises(PgfleetError, match="network.subnet"):
+        policy.check_hcloud(_dev_spec(clusters=[{**three[0], "nodes": 4}], etcd={"members": 3},
+                                      load_balancer={"enabled": True}, network=small))
