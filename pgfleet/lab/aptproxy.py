@@ -16,7 +16,7 @@ from pathlib import Path
 from pgfleet import state
 from pgfleet.errors import LabError
 from pgfleet.lab.layout import APT_PROXY_PORT, DEBIAN_MIRROR, SECURITY_MIRROR, Layout
-from pgfleet.lab.system import alive, kill_pid, processes, read_pid, tool
+from pgfleet.lab.system import kill_pid, processes, read_pid, tool
 from pgfleet.templating import render
 
 
@@ -49,13 +49,11 @@ def answering(layout: Layout, timeout: float = 1.0) -> bool:
 
 
 def running_pids(layout: Layout) -> list[int]:
-    """apt-cacher-ng processes this lab started: the recorded PID, and any using this lab's config."""
+    """apt-cacher-ng processes this lab started: the recorded PID, and any running with this lab's config."""
     conf = str(_conf_dir(layout))
-    pids = {p.pid for p in processes() if p.argv and p.argv[0].endswith("apt-cacher-ng") and conf in p.argv}
     recorded = read_pid(pid_file(layout))
-    if recorded is not None and alive(recorded) and recorded in {p.pid for p in processes() if p.argv and p.argv[0].endswith("apt-cacher-ng")}:
-        pids.add(recorded)
-    return sorted(pids)
+    return sorted(p.pid for p in processes()
+                  if p.argv and p.argv[0].endswith("apt-cacher-ng") and (conf in p.argv or p.pid == recorded))
 
 
 def ensure(layout: Layout) -> bool:

@@ -8,9 +8,12 @@ it also cleans up after a crash, and then checks that nothing remains.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,21 @@ from pgfleet.lab import aptproxy, hosts, image, network, ssh
 from pgfleet.lab.layout import LabHost, Layout
 from pgfleet.lab.system import mounts_under, preflight, systemd_is_init
 from pgfleet.spec import Spec
+
+
+@contextmanager
+def _locked(layout: Layout) -> Iterator[None]:
+    """One lab operation at a time per machine (two `up`s would race for the image and the bridge)."""
+    state.private_dir(state.root())
+    with open(state.root() / ".lab.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"another pgfleet lab command is running (lock {state.root() / '.lab.lock'}); wait for it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _lab_layout(spec: Spec) -> Layout:
@@ -53,6 +71,11 @@ def up(spec: Spec, *, ssh_timeout: float = 180) -> UpReport:
     started = time.monotonic()
     preflight()
     layout = _lab_layout(spec)
+    with _locked(layout):
+        return _up(spec, layout, started, ssh_timeout)
+
+
+def _up(spec: Spec, layout: Layout, started: float, ssh_timeout: float) -> UpReport:
     network.check_free(layout)
     layout.create()
     network.ensure_bridge(layout)
@@ -91,9 +114,10 @@ def start(spec: Spec, name: str, *, ssh_timeout: float = 180) -> None:
     preflight()
     layout = _lab_layout(spec)
     host = layout.host(name)
-    if not hosts.power(host).up:
-        ssh.close_master(layout, host)
-        _boot(layout, host, image.require_built(), systemd_is_init())
+    with _locked(layout):
+        if not hosts.power(host).up:
+            ssh.close_master(layout, host)
+            _boot(layout, host, image.require_built(), systemd_is_init())
     ssh.wait(layout, host, ssh_timeout, host.console_log)
 
 
@@ -181,6 +205,11 @@ def down(spec: Spec, *, purge: bool = False) -> list[str]:
     """
     preflight()
     layout = _lab_layout(spec)
+    with _locked(layout):
+        return _down(spec, layout, purge)
+
+
+def _down(spec: Spec, layout: Layout, purge: bool) -> list[str]:
     removed: list[str] = []
     ssh.clear_masters(layout)
     for pid, d in hosts.nspawn_pids(layout.dir).items():
