@@ -42,7 +42,7 @@ class Inventory(BaseModel):
     stack: str
     provider: str
     hosts: list[InventoryHost]
-    #: cluster name -> load balancer public IPv4 (Hetzner only)
+    #: cluster name -> Hetzner load balancer address (private network: firewalls cannot cover LBs)
     load_balancers: dict[str, str] = {}
     #: SSH identity and recorded host keys; None means the user's own SSH setup.
     ssh_key_file: str | None = None

@@ -1,7 +1,7 @@
 """Cluster secrets: database passwords and the cluster CA.
 
 They live in the stack's encrypted state, never in git, user data or logs:
-for cloud stacks the Pulumi program creates them (pulumi-random, pulumi-tls)
+for cloud and static stacks the Pulumi program creates them (pulumi-random, pulumi-tls)
 and exports them as the secret output ``secrets``; for the lab pgfleet
 creates them once into ``<state>/<stack>/secrets.json`` (mode 0600). Both have
 the shape of :class:`Secrets`.
@@ -115,6 +115,7 @@ def from_pulumi(stack: str) -> Secrets:
 
 
 def load(stack: str, spec: Spec) -> Secrets:
-    if spec.provider == "hcloud":
-        return from_pulumi(stack)
-    return load_or_create_local(stack, spec)
+    """Cloud and static stacks: the Pulumi stack's encrypted state; the lab: a 0600 file."""
+    if spec.provider == "lab":
+        return load_or_create_local(stack, spec)
+    return from_pulumi(stack)
