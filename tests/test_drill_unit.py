@@ -260,3 +260,26 @@ def test_cli_rejects_unknown_scenario() -> None:
 def test_cli_never_drills_a_production_stack() -> None:
     p = _pgfleet("drill", "prod", "switchover", "--yes")
     assert p.returncode == 1 and "production" in p.stderr
+
+
+def test_a_step_not_wired_aborts_the_drill_with_its_reason() -> None:
+    from pgfleet.drill import runner
+    from pgfleet.drill.control import ClusterControl, DrillNotWired
+
+    class Unwired(ClusterControl):
+        stack, expected_members, synchronous = "lab", 3, True
+
+        def state(self) -> ClusterState:
+            return parse_patroni_cluster(CLUSTER)
+
+        def rw_dsn(self) -> str:
+            raise DrillNotWired("'pgfleet dsn' does not exist yet")
+
+        def _no(self, *_: object) -> None:
+            raise AssertionError("must not be reached")
+
+        direct_dsn = run = switchover = power_off = power_on = partition = heal = sql_isolated = _no  # type: ignore[assignment]
+
+    r = runner.run_drill(Unwired(), scenarios.NodeLoss(), runner.DrillOptions(healthy_timeout=1, poll=0.1))
+    assert r.aborted == "'pgfleet dsn' does not exist yet"
+    assert not r.ok and report.exit_code([r]) == 1

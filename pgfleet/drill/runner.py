@@ -129,8 +129,12 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     assert before.leader is not None  # healthy means exactly one leader
     r.old_leader, r.timeline_before = before.leader.name, before.timeline
 
-    dsn = control.rw_dsn()
-    wl.prepare(dsn)
+    try:
+        dsn = control.rw_dsn()
+        wl.prepare(dsn)
+    except PgfleetError as e:  # includes DrillNotWired: say which piece is missing, per scenario
+        r.aborted = str(e)
+        return r
     work = wl.Workload(dsn, wl.WorkloadConfig(writers=opts.writers, duration=opts.duration, interval=opts.interval))
     present: set[tuple[int, int]] = set()
     fault_at = None
