@@ -22,7 +22,7 @@ from pgfleet.errors import LabError
 from pgfleet.inventory import Inventory, InventoryHost
 from pgfleet.lab import aptproxy, hosts, image, network, ssh
 from pgfleet.lab.layout import LabHost, Layout
-from pgfleet.lab.system import mounts_under, preflight, systemd_is_init
+from pgfleet.lab.system import mounts_under, preflight, systemd_is_init, wait_reaped
 from pgfleet.spec import Spec
 
 
@@ -212,6 +212,7 @@ def down(spec: Spec, *, purge: bool = False) -> list[str]:
 def _down(spec: Spec, layout: Layout, purge: bool) -> list[str]:
     removed: list[str] = []
     ssh.clear_masters(layout)
+    nspawns = list(hosts.nspawn_pids(layout.dir))
     for pid, d in hosts.nspawn_pids(layout.dir).items():
         host = next((h for h in layout.hosts if h.root == d), None)
         label = host.name if host else str(d)
@@ -226,6 +227,7 @@ def _down(spec: Spec, layout: Layout, purge: bool) -> list[str]:
     pids = aptproxy.running_pids(layout)
     aptproxy.stop(layout)
     removed += [f"apt-cacher-ng pid {pid}" for pid in pids]
+    wait_reaped(nspawns + pids)
     left = leftovers(spec)
     if left:
         raise LabError(f"lab {layout.stack}: still present after down: {'; '.join(left)}")

@@ -139,6 +139,26 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return not alive(pid)
 
 
+def wait_reaped(pids: list[int], timeout: float = 10) -> None:
+    """Best effort: let dead processes leave the process table (so `pgrep` shows nothing).
+
+    Ours are reaped here; orphans are reaped by PID 1, which on some machines
+    does it only every few seconds. A lingering zombie holds no resources.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(pids)
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not Path(f"/proc/{pid}").exists():
+                pending.remove(pid)
+        if pending:
+            time.sleep(0.2)
+
+
 def kill_pid(pid: int, *, what: str, term_timeout: float = 10) -> None:
     """End a process the lab started: SIGTERM, then SIGKILL if it lingers."""
     if not alive(pid):
