@@ -143,6 +143,12 @@ class HaproxyTiming:
     downinter: int
     fall: int
     rise: int
+    #: Connection timeouts (ms): a check answers within ``check``; idle
+    #: database sessions may sit for ``client``/``server`` (pools keep them long).
+    connect: int = 2000
+    check: int = 2000
+    client: int = 30 * 60 * 1000
+    server: int = 30 * 60 * 1000
 
 
 def haproxy_timing(timing: PatroniTiming) -> HaproxyTiming:
@@ -162,3 +168,66 @@ def connection_limits(nofile: int, spec: Spec, cluster: ClusterSpec) -> dict[str
     pgbouncer_clients = min(spec.pgbouncer.max_client_conn, (budget // 2) - pools)
     haproxy_maxconn = min(pgbouncer_clients * 2, budget // 4)
     return {"pgbouncer_max_client_conn": pgbouncer_clients, "pgbouncer_nofile": budget // 2, "haproxy_maxconn": haproxy_maxconn}
+
+
+#: A member this far behind (bytes) is never promoted (autobase's default).
+MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024
+#: How many descriptors systemd gives our services at most; the host's hard
+#: limit (20000 in the lab) lowers it.
+SERVICE_NOFILE = 65536
+
+
+def service_nofile(hard_limit: int) -> int:
+    """``LimitNOFILE=`` for PostgreSQL, PgBouncer, HAProxy and etcd: never above the host's hard limit."""
+    return min(SERVICE_NOFILE, hard_limit)
+
+
+def patroni_limits(spec: Spec) -> dict[str, int]:
+    """Patroni settings beside ttl/loop_wait/retry_timeout that decide how fast and how safely it fails over."""
+    t = patroni_timing(spec)
+    return {
+        "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
+        # a crashed primary gets one ttl to come back before a replica is promoted
+        "primary_start_timeout": t.ttl,
+        "master_stop_timeout": 0,
+    }
+
+
+@dataclass(frozen=True)
+class EtcdTiming:
+    heartbeat_interval: int  # ms
+    election_timeout: int  # ms
+
+
+def etcd_timing(timing: PatroniTiming) -> EtcdTiming:
+    """etcd raft timing: a lost etcd leader is replaced well inside one Patroni retry_timeout.
+
+    etcd's defaults (100 ms / 1000 ms) already fit; election must stay ≥ 5 × heartbeat.
+    """
+    election = min(1000, timing.retry_timeout * 1000 // 3)
+    return EtcdTiming(heartbeat_interval=max(50, election // 10), election_timeout=election)
+
+
+def kernel_sysctls(cluster: ClusterSpec) -> dict[str, str]:
+    """Kernel settings for a database host (PEERS.md: what autobase/Pigsty ship)."""
+    ram_mib = cluster.server.memory_mib
+    return {
+        "vm.swappiness": "1",
+        "vm.dirty_background_bytes": str(64 * 1024 * 1024),
+        "vm.dirty_bytes": str(min(512, max(64, ram_mib // 16)) * 1024 * 1024),
+        "vm.overcommit_memory": "2",
+        "vm.overcommit_ratio": "90",
+        "kernel.sched_autogroup_enabled": "0",
+    }
+
+
+def network_sysctls() -> dict[str, str]:
+    """Network settings; these are per network namespace, so they also apply inside the lab."""
+    return {
+        "net.core.somaxconn": "65535",
+        "net.ipv4.tcp_max_syn_backlog": "8192",
+        "net.ipv4.tcp_keepalive_time": "60",
+        "net.ipv4.tcp_keepalive_intvl": "10",
+        "net.ipv4.tcp_keepalive_probes": "6",
+        "net.ipv4.ip_local_port_range": "10000 65000",
+    }

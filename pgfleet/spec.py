@@ -59,6 +59,9 @@ class ClusterSpec(_Model):
     databases: list[DatabaseSpec] = [DatabaseSpec(name="app", owner="app")]
     #: Provider ``static`` only: the machines, in order.
     hosts: list[StaticHostSpec] = []
+    #: A DNS name clients use for the cluster (e.g. db.example.com); it goes
+    #: into every node's certificate so verify-full works whichever node answers.
+    dns_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
     @property
     def server(self) -> ServerType:

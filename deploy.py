@@ -1,0 +1,24 @@
+"""pgfleet's one deploy: every role, applied to each host by its groups.
+
+    PGFLEET_STACK=lab pyinfra -y pyinfra_inventory.py deploy.py   (or: pgfleet deploy lab)
+
+Order matters and is the same on every host: packages and kernel first, then
+the firewall (so no service is ever reachable more widely than it should be),
+TLS, etcd (the DCS Patroni needs), PostgreSQL under Patroni, the databases on
+the leader, then PgBouncer and HAProxy in front of them.
+"""
+
+from pyinfra import host
+
+from roles import base, databases, etcd, firewall, haproxy, patroni, pgbouncer, tls
+
+base.apply()
+firewall.apply()
+tls.apply()
+if "etcd" in host.groups:
+    etcd.apply()
+if "postgres" in host.groups:
+    patroni.apply()
+    databases.apply()
+    pgbouncer.apply()
+    haproxy.apply()

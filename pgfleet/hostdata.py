@@ -1,0 +1,232 @@
+"""Everything a role needs per host, computed from spec + inventory (+ secrets).
+
+The pyinfra inventory file puts :func:`host_data` into each host's data; the
+roles read it and nothing else, so what a host gets is decided here, in plain
+Python that unit tests can call without any host. Keys carry their role's
+prefix (``patroni_``, ``haproxy_`` …), as in each role's ``DEFAULTS``.
+
+Secrets are not host data (pyinfra can print host data); roles fetch them
+with :func:`secrets_for`, and templates get them passed explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from typing import Any
+
+from pgfleet import sizing
+from pgfleet import spec as spec_mod
+from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
+from pgfleet.secrets import Secrets
+from pgfleet.spec import ClusterSpec, Spec
+from pgfleet.tls import Names
+
+#: Port of the lab's apt proxy (apt-cacher-ng) on the bridge address.
+LAB_APT_PROXY_PORT = 3142
+LAB_BRIDGE = "198.18.0.1"
+
+#: PostgreSQL role names; passwords come from the stack's secrets.
+PG_SUPERUSER = "postgres"
+PG_REPLICATION = "replicator"
+PG_REWIND = "rewind"
+PG_MONITOR = "monitor"
+PG_POOLER_AUTH = "pgbouncer_auth"
+PATRONI_REST_USER = "patroni"
+ETCD_PATRONI_USER = "patroni"
+#: etcd key prefix Patroni works under (``namespace``), and the only one its user may touch.
+PATRONI_NAMESPACE = "/service/"
+
+POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "pgbouncer", "haproxy"]
+ETCD_PACKAGES = ["etcd-server", "etcd-client"]
+BASE_PACKAGES = ["ca-certificates", "curl", "nftables", "ssl-cert", "python3", "python3-yaml"]
+CLIENT_PACKAGES = ["postgresql-client"]
+
+
+def cluster_members(inv: Inventory, cluster: str) -> list[InventoryHost]:
+    return inv.by_role(ROLE_POSTGRES, cluster)
+
+
+def member_ips(inv: Inventory) -> list[str]:
+    """Addresses of every machine of the stack (database, etcd, lab client): the cluster's members."""
+    return sorted({h.private_ip for h in inv.hosts if ROLE_CLIENT not in h.roles}, key=ipaddress.ip_address)
+
+
+def tls_names(spec: Spec, inv: Inventory, host: InventoryHost) -> Names:
+    """SANs for a host: for database nodes, every address and name a client may dial."""
+    dns = [host.name, "localhost"]
+    ips = [host.private_ip, host.public_ip, "127.0.0.1"]
+    if host.cluster is not None:
+        c = spec.cluster(host.cluster)
+        for m in cluster_members(inv, host.cluster):
+            dns.append(m.name)
+            ips += [m.private_ip, m.public_ip]
+        if host.cluster in inv.load_balancers:
+            ips.append(inv.load_balancers[host.cluster])
+        dns.append(f"{spec.environment}-{c.name}")
+        if c.dns_name:
+            dns.append(c.dns_name)
+    return Names.of(dns, ips)
+
+
+def packages(host: InventoryHost) -> list[str]:
+    out = list(BASE_PACKAGES)
+    if ROLE_POSTGRES in host.roles:
+        out += POSTGRES_PACKAGES
+    if ROLE_ETCD in host.roles:
+        out += ETCD_PACKAGES
+    if ROLE_CLIENT in host.roles:
+        out += CLIENT_PACKAGES
+    return out
+
+
+def etcd_hosts(inv: Inventory) -> list[InventoryHost]:
+    return inv.by_role(ROLE_ETCD)
+
+
+def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
+    """pg_hba.conf lines, deny by default: the first match wins, the last lines reject.
+
+    PgBouncer reaches PostgreSQL over the Unix socket as the ``postgres`` OS
+    user; its auth user is mapped by peer, and every other role still proves
+    its password (SCRAM, passed through by PgBouncer).
+    """
+    members = member_ips(inv)
+    lines = [
+        f"local   all          {PG_SUPERUSER:<15} peer",
+        f"local   all          {PG_POOLER_AUTH:<15} peer map=pooler",
+        f"local   replication  all             reject",
+        f"local   all          all             scram-sha-256",
+        # the superuser never logs in over the network
+        f"host    all          {PG_SUPERUSER:<15} all  reject",
+    ]
+    for ip in members:
+        lines.append(f"hostssl replication  {PG_REPLICATION:<15} {ip}/32  scram-sha-256")
+    lines.append("host    replication  all             all  reject")
+    lines.append(f"hostssl all          all             127.0.0.1/32  scram-sha-256")
+    for ip in members:
+        lines.append(f"hostssl all          all             {ip}/32  scram-sha-256")
+    for cidr in [spec.network.subnet, *spec.client_cidrs]:
+        lines.append(f"hostssl all          all             {cidr}  scram-sha-256")
+    lines += ["host    all          all             all  reject"]
+    return lines
+
+
+def dynamic_config(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
+    """Patroni's cluster-wide (DCS) configuration: bootstrap once, converge on every deploy."""
+    t = sizing.patroni_timing(spec)
+    lim = sizing.patroni_limits(spec)
+    return {
+        "ttl": t.ttl,
+        "loop_wait": t.loop_wait,
+        "retry_timeout": t.retry_timeout,
+        "maximum_lag_on_failover": lim["maximum_lag_on_failover"],
+        "primary_start_timeout": lim["primary_start_timeout"],
+        "synchronous_mode": cluster.synchronous,
+        "synchronous_mode_strict": spec.failover.synchronous_mode_strict if cluster.synchronous else False,
+        "failsafe_mode": True,
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": sizing.postgres_parameters(spec, cluster),
+        },
+    }
+
+
+def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]:
+    """Host data for one host of the inventory (no secrets)."""
+    etcd = etcd_hosts(inv)
+    d: dict[str, Any] = {
+        "pgfleet_stack": inv.stack,
+        "pgfleet_environment": spec.environment,
+        "pgfleet_provider": inv.provider,
+        "pgfleet_roles": list(host.roles),
+        "pgfleet_cluster": host.cluster,
+        "pgfleet_ip": host.private_ip,
+        "base_packages": packages(host),
+        "base_apt_proxy": f"http://{LAB_BRIDGE}:{LAB_APT_PROXY_PORT}" if inv.provider == "lab" else "",
+        "base_network_sysctls": sizing.network_sysctls(),
+        "tls_dns_names": list(tls_names(spec, inv, host).dns),
+        "tls_ip_addresses": list(tls_names(spec, inv, host).ips),
+        "firewall_admin_cidrs": list(spec.admin_cidrs),
+        "firewall_client_cidrs": list(spec.client_cidrs),
+        "firewall_member_ips": member_ips(inv),
+        "firewall_postgres": ROLE_POSTGRES in host.roles,
+        "firewall_etcd": ROLE_ETCD in host.roles,
+        "etcd_endpoints": [f"https://{h.private_ip}:2379" for h in etcd],
+    }
+    if host.cluster is not None:
+        c = spec.cluster(host.cluster)
+        d["base_kernel_sysctls"] = sizing.kernel_sysctls(c)
+    else:
+        d["base_kernel_sysctls"] = {}
+    if ROLE_ETCD in host.roles:
+        et = sizing.etcd_timing(sizing.patroni_timing(spec))
+        d.update({
+            "etcd_name": host.name,
+            "etcd_initial_cluster": ",".join(f"{h.name}=https://{h.private_ip}:2380" for h in etcd),
+            "etcd_initial_cluster_token": f"pgfleet-{spec.environment}",
+            "etcd_first_member": etcd[0].name,
+            "etcd_heartbeat_interval": et.heartbeat_interval,
+            "etcd_election_timeout": et.election_timeout,
+        })
+    if ROLE_POSTGRES in host.roles and host.cluster is not None:
+        c = spec.cluster(host.cluster)
+        members = cluster_members(inv, host.cluster)
+        fit = sizing.pool_fit(spec, c)
+        d.update({
+            "patroni_scope": c.name,
+            "patroni_name": host.name,
+            "patroni_members": [{"name": m.name, "ip": m.private_ip} for m in members],
+            "patroni_first_member": members[0].name,
+            "patroni_etcd_hosts": [f"{h.private_ip}:2379" for h in etcd],
+            "patroni_dynamic": dynamic_config(spec, c),
+            "patroni_pg_hba": pg_hba(spec, inv),
+            "patroni_pg_ident": [f"pooler  postgres  {PG_POOLER_AUTH}"],
+            "databases": [d_.model_dump() for d_ in c.databases],
+            "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
+            "pgbouncer_default_pool_size": fit.pool_size,
+            "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
+            "haproxy_members": [{"name": m.name, "ip": m.private_ip} for m in members],
+        })
+    return d
+
+
+@functools.lru_cache(maxsize=None)
+def spec_for(stack: str) -> Spec:
+    """The stack's validated spec, loaded once per process."""
+    return spec_mod.load(stack)
+
+
+@functools.lru_cache(maxsize=None)
+def secrets_for(stack: str) -> Secrets:
+    """The stack's secrets, loaded once per process (roles call this, never host data)."""
+    from pgfleet import secrets
+
+    return secrets.load(stack, spec_for(stack))
+
+
+def connection_limits(stack: str, cluster: str, nofile: int) -> dict[str, int]:
+    """PgBouncer and HAProxy limits for a host whose services may open ``nofile`` files."""
+    s = spec_for(stack)
+    return sizing.connection_limits(nofile, s, s.cluster(cluster))
+
+
+def ssh_data(inv: Inventory, host: InventoryHost) -> dict[str, Any]:
+    """How pyinfra reaches a host: its public address, the stack's key and recorded host keys."""
+    d: dict[str, Any] = {"ssh_hostname": host.public_ip, "ssh_user": host.ssh_user, "ssh_port": host.ssh_port}
+    if inv.ssh_key_file:
+        d.update({"ssh_key": inv.ssh_key_file, "ssh_allow_agent": False, "ssh_look_for_keys": False})
+    if inv.known_hosts_file:
+        d.update({"ssh_known_hosts_file": inv.known_hosts_file, "ssh_strict_host_key_checking": "yes"})
+    return d
+
+
+def pyinfra_groups(spec: Spec, inv: Inventory) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """pyinfra groups (one per inventory role) of ``(host name, host data)``."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {ROLE_POSTGRES: [], ROLE_ETCD: [], ROLE_CLIENT: []}
+    for h in inv.hosts:
+        hd = {**ssh_data(inv, h), **host_data(spec, inv, h)}
+        for role in h.roles:
+            groups.setdefault(role, []).append((h.name, hd))
+    return groups

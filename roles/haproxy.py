@@ -1,0 +1,56 @@
+"""HAProxy on every database node: the endpoints that never change.
+
+5000/5001 reach PgBouncer on the primary / the replicas (the primary when no
+replica is healthy), 5002/5003 the same for PostgreSQL itself, 7000 serves
+stats and Prometheus metrics. Health comes from Patroni's REST API over
+HTTPS (``/primary``, ``/replica``), with timing from
+:func:`pgfleet.sizing.haproxy_timing` and ``maxconn`` from
+:func:`pgfleet.sizing.connection_limits` so it fits the host's open-files limit.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import server, systemd
+
+from pgfleet import sizing
+from pgfleet.hostdata import connection_limits, spec_for
+from roles._common import HardNofile, ServiceActive, data, put, render
+
+DEFAULTS = {"haproxy_config": "/etc/haproxy/haproxy.cfg"}
+
+ENDPOINTS = [
+    {"name": "pooled_rw", "port": 5000, "backend": "pgbouncer_primary", "fallback": None, "what": "read-write, PgBouncer on the primary"},
+    {"name": "pooled_ro", "port": 5001, "backend": "pgbouncer_replicas", "fallback": "pgbouncer_primary", "what": "read-only, PgBouncer on the replicas"},
+    {"name": "direct_rw", "port": 5002, "backend": "postgres_primary", "fallback": None, "what": "read-write, PostgreSQL on the primary (session features)"},
+    {"name": "direct_ro", "port": 5003, "backend": "postgres_replicas", "fallback": "postgres_primary", "what": "read-only, PostgreSQL on the replicas"},
+]
+BACKENDS = [
+    {"name": "pgbouncer_primary", "port": 6432, "check": "/primary", "balance": None},
+    {"name": "pgbouncer_replicas", "port": 6432, "check": "/replica", "balance": "roundrobin"},
+    {"name": "postgres_primary", "port": 5432, "check": "/primary", "balance": None},
+    {"name": "postgres_replicas", "port": 5432, "check": "/replica", "balance": "roundrobin"},
+]
+
+
+def config(d: dict, nofile: int) -> str:
+    lim = connection_limits(d["pgfleet_stack"], d["pgfleet_cluster"], nofile)
+    timing = sizing.haproxy_timing(sizing.patroni_timing(spec_for(d["pgfleet_stack"])))
+    return render("haproxy/haproxy.cfg.j2", **d, maxconn=lim["haproxy_maxconn"], timing=timing, endpoints=ENDPOINTS, backends=BACKENDS)
+
+
+@deploy("HAProxy", data_defaults=DEFAULTS)
+def apply() -> None:
+    d = host.data
+    nofile = sizing.service_nofile(host.get_fact(HardNofile))
+    was_running = host.get_fact(ServiceActive, unit="haproxy.service")
+    cfg = put("HAProxy configuration", d.haproxy_config, config(data(), nofile))
+    server.shell(name="HAProxy configuration check", commands=[f"haproxy -c -q -f {d.haproxy_config}"], _if=cfg.did_change)
+    unit = put("HAProxy unit settings", "/etc/systemd/system/haproxy.service.d/pgfleet.conf", render("haproxy/override.conf.j2", nofile=nofile))
+    systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
+    systemd.service(name="HAProxy running", service="haproxy.service", running=True, enabled=True)
+    if was_running:
+        systemd.service(name="HAProxy restart (unit changed)", service="haproxy.service", restarted=True, _if=unit.did_change)
+        systemd.service(name="HAProxy reload (configuration changed)", service="haproxy.service", reloaded=True,
+                        _if=lambda: cfg.did_change() and not unit.did_change())

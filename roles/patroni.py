@@ -1,0 +1,67 @@
+"""PostgreSQL 17 under Patroni 4: the only thing that starts, stops or configures PostgreSQL.
+
+Host settings (addresses, TLS files, pg_hba, credentials) live in
+/etc/patroni/patroni.yml and apply with a reload. Cluster-wide settings
+(timing, synchronous mode, PostgreSQL parameters) live in etcd: written at
+bootstrap, converged on later deploys by a helper that PATCHes only what
+differs and restarts members in a safe order, saying which ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+
+from pgfleet import hostdata, sizing
+from pgfleet.hostdata import secrets_for
+from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, in_container, note, put, render
+
+DEFAULTS = {
+    "patroni_data_dir": "/var/lib/postgresql/17/data",
+    "patroni_bin_dir": "/usr/lib/postgresql/17/bin",
+    "patroni_namespace": hostdata.PATRONI_NAMESPACE,
+    "patroni_start_timeout": 600,
+}
+
+
+@deploy("Patroni", data_defaults=DEFAULTS)
+def apply() -> None:
+    d = host.data
+    s = secrets_for(d.pgfleet_stack)
+    was_running = host.get_fact(ServiceActive, unit="patroni.service")
+    container = in_container()
+    if container:
+        note(f"inside a {container} container there is no /dev/watchdog: Patroni's watchdog is off")
+
+    files.directory(name="PostgreSQL home", path="/var/lib/postgresql/17", user="postgres", group="postgres", mode="0755")
+    files.directory(name="PostgreSQL data directory", path=d.patroni_data_dir, user="postgres", group="postgres", mode="0700")
+    files.directory(name="Patroni configuration directory", path="/etc/patroni", user="root", group="postgres", mode="0750")
+    conf = put("Patroni configuration", "/etc/patroni/patroni.yml", render(
+        "patroni/patroni.yml.j2", **data(),
+        patroni_watchdog="off" if container else "automatic",
+        rest_user=hostdata.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
+        etcd_user=hostdata.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
+        superuser=hostdata.PG_SUPERUSER, superuser_password=s.password("superuser"),
+        replication_user=hostdata.PG_REPLICATION, replication_password=s.password("replication"),
+        rewind_user=hostdata.PG_REWIND, rewind_password=s.password("rewind"),
+    ), mode="0640", group="postgres")
+    unit = put("Patroni unit", "/etc/systemd/system/patroni.service", render(
+        "patroni/patroni.service.j2", patroni_scope=d.patroni_scope, tls_group=d.tls_group,
+        etcd_local="etcd" in d.pgfleet_roles, nofile=sizing.service_nofile(host.get_fact(HardNofile))))
+    systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
+    helper("wait helper", "wait-member.sh")
+    helper("leader helper", "on-leader.sh")
+    helper("Patroni configuration helper", "patroni-config.py")
+
+    systemd.service(name="Patroni running", service="patroni.service", running=True, enabled=True)
+    if was_running:
+        systemd.service(name="Patroni reload (host configuration changed)", service="patroni.service", reloaded=True,
+                        _if=lambda: conf.did_change() or bool(host.data.get("tls_reissued")))
+    else:
+        server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{HELPERS_DIR}/wait-member.sh {d.patroni_start_timeout}"])
+
+    converge("patroni-dynamic.json", json.dumps(d.patroni_dynamic, sort_keys=True, indent=1),
+             f"{HELPERS_DIR}/patroni-config.py {{desired}}", when=host.name == d.patroni_first_member)

@@ -1,0 +1,42 @@
+"""PgBouncer on 6432: transaction pooling in front of the local PostgreSQL.
+
+Passwords are looked up with ``auth_query`` through a low-privilege user that
+authenticates by peer over the Unix socket, so no password file exists; the
+monitoring user is listed only as a SCRAM verifier for the stats console.
+Limits come from :func:`pgfleet.sizing.connection_limits` and the host's
+real open-files limit.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+
+from pgfleet import hostdata, scram, sizing
+from pgfleet.hostdata import connection_limits, secrets_for
+from roles._common import HardNofile, ServiceActive, data, put, render
+
+DEFAULTS: dict[str, object] = {}
+
+
+@deploy("PgBouncer", data_defaults=DEFAULTS)
+def apply() -> None:
+    d = host.data
+    nofile = sizing.service_nofile(host.get_fact(HardNofile))
+    lim = connection_limits(d.pgfleet_stack, d.pgfleet_cluster, nofile)
+    was_running = host.get_fact(ServiceActive, unit="pgbouncer.service")
+    monitor_pw = secrets_for(d.pgfleet_stack).password("monitor")
+    users = put("PgBouncer stats user (SCRAM verifier)", "/etc/pgbouncer/userlist.txt",
+                f'"{hostdata.PG_MONITOR}" "{scram.verifier(hostdata.PG_MONITOR, monitor_pw)}"\n', mode="0640", group="postgres")
+    ini = put("PgBouncer configuration", "/etc/pgbouncer/pgbouncer.ini", render(
+        "pgbouncer/pgbouncer.ini.j2", **data(), max_client_conn=lim["pgbouncer_max_client_conn"],
+        pooler_auth=hostdata.PG_POOLER_AUTH, monitor=hostdata.PG_MONITOR), mode="0640", group="postgres")
+    unit = put("PgBouncer unit settings", "/etc/systemd/system/pgbouncer.service.d/pgfleet.conf",
+               render("pgbouncer/override.conf.j2", nofile=min(nofile, lim["pgbouncer_nofile"]), tls_group=d.tls_group))
+    systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
+    systemd.service(name="PgBouncer running", service="pgbouncer.service", running=True, enabled=True)
+    if was_running:
+        systemd.service(name="PgBouncer restart (unit changed)", service="pgbouncer.service", restarted=True, _if=unit.did_change)
+        systemd.service(name="PgBouncer reload (configuration changed)", service="pgbouncer.service", reloaded=True,
+                        _if=lambda: (ini.did_change() or users.did_change() or bool(host.data.get("tls_reissued"))) and not unit.did_change())

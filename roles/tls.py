@@ -1,0 +1,45 @@
+"""TLS: the cluster CA and this host's certificate and key.
+
+The key is derived (stable), the certificate is re-issued only when the one
+on the host is missing, from another CA, names other SANs than wanted, or
+expires within 30 days (see :mod:`pgfleet.tls`), so a re-deploy changes
+nothing. The key is readable by root and the ``ssl-cert`` group (postgres,
+etcd); PostgreSQL accepts a root-owned key with mode 0640.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files
+
+from pgfleet import tls
+from pgfleet.hostdata import secrets_for
+from roles._common import note, put
+
+DEFAULTS = {
+    "tls_dir": "/etc/pgfleet/tls",
+    "tls_group": "ssl-cert",
+    "tls_dns_names": [],
+    "tls_ip_addresses": [],
+}
+
+
+@deploy("TLS", data_defaults=DEFAULTS)
+def apply() -> None:
+    d = host.data
+    s = secrets_for(d.pgfleet_stack)
+    names = tls.Names.of(d.tls_dns_names, d.tls_ip_addresses)
+    files.directory(name="TLS directory", path=d.tls_dir, mode="0755", user="root", group="root")
+    put("Cluster CA certificate", f"{d.tls_dir}/ca.crt", s.ca_cert_pem)
+    put("Host key", f"{d.tls_dir}/host.key", tls.key_pem(tls.host_key(s.ca_key_pem, host.name)), mode="0640", group=d.tls_group)
+
+    current = host.get_fact(FileContents, path=f"{d.tls_dir}/host.crt")
+    current_pem = "\n".join(current) + "\n" if current else None
+    why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, host.name, names)
+    # later roles reload their service when the certificate was replaced
+    host.data.tls_reissued = why is not None and current_pem is not None
+    if why is not None:
+        note(f"issuing a host certificate: {why}")
+        put("Host certificate", f"{d.tls_dir}/host.crt", tls.issue(s.ca_cert_pem, s.ca_key_pem, host.name, names))
