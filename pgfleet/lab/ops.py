@@ -20,7 +20,7 @@ from pathlib import Path
 from pgfleet import state
 from pgfleet.errors import LabError
 from pgfleet.inventory import Inventory, InventoryHost
-from pgfleet.lab import aptproxy, hosts, image, network, ssh
+from pgfleet.lab import aptproxy, hosts, image, network, objectstore, ssh
 from pgfleet.lab.layout import LabHost, Layout
 from pgfleet.lab.system import mounts_under, preflight, systemd_is_init, wait_reaped
 from pgfleet.spec import Spec
@@ -80,6 +80,8 @@ def _up(spec: Spec, layout: Layout, started: float, ssh_timeout: float) -> UpRep
     layout.create()
     network.ensure_bridge(layout)
     aptproxy.ensure(layout)
+    if spec.backups.enabled:
+        objectstore.ensure(spec, layout)
     base, built = image.ensure(layout.proxy_url)
     ssh.ensure_client_key(layout)
     for h in layout.hosts:
@@ -195,6 +197,7 @@ def leftovers(spec: Spec) -> list[str]:
     found += [f"interface {i}" for i in network.lab_interfaces(layout)]
     found += [f"mount {m}" for m in mounts_under(layout.dir)]
     found += [f"apt-cacher-ng pid {pid}" for pid in aptproxy.running_pids(layout)]
+    found += [f"object store pid {pid}" for pid in objectstore.running_pids(spec, layout)]
     return found
 
 
@@ -224,14 +227,16 @@ def _down(spec: Spec, layout: Layout, purge: bool) -> list[str]:
     for ifname in network.lab_interfaces(layout):
         removed.append(f"interface {ifname}")
     network.remove(layout)
-    pids = aptproxy.running_pids(layout)
-    aptproxy.stop(layout)
+    pids = aptproxy.stop(layout)
     removed += [f"apt-cacher-ng pid {pid}" for pid in pids]
+    store = objectstore.stop(spec, layout)
+    removed += [f"object store pid {pid}" for pid in store]
+    pids += store
     wait_reaped(nspawns + pids)
     left = leftovers(spec)
     if left:
         raise LabError(f"lab {layout.stack}: still present after down: {'; '.join(left)}")
-    for d in (layout.hosts_dir, layout.control_dir, layout.proxy_dir):
+    for d in (layout.hosts_dir, layout.control_dir, layout.proxy_dir, layout.dir / "objectstore"):
         if d.exists():
             shutil.rmtree(d)
     layout.known_hosts.unlink(missing_ok=True)
