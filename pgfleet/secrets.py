@@ -37,6 +37,11 @@ PASSWORD_NAMES = (
     "backup_cipher",  # pgBackRest repository encryption passphrase
 )
 
+#: Object storage credentials, when backups are on. Cloud stacks take them from
+#: Pulumi config secrets (``pulumi config set --secret pgfleet:s3_access_key``);
+#: the lab's object store accepts any, so the lab generates them.
+S3_KEYS = ("s3_access_key", "s3_secret_key")
+
 CA_DAYS = 3650
 
 
@@ -55,8 +60,13 @@ class Secrets(BaseModel):
 
 
 def password_names(spec: Spec) -> list[str]:
+    """Passwords pgfleet generates for every stack."""
     owners = sorted({f"owner_{d.owner}" for c in spec.clusters for d in c.databases})
     return list(PASSWORD_NAMES) + owners
+
+
+def s3_key_names(spec: Spec) -> list[str]:
+    return list(S3_KEYS) if spec.backups.enabled else []
 
 
 def new_password() -> str:
@@ -96,7 +106,7 @@ def load_or_create_local(stack: str, spec: Spec) -> Secrets:
     else:
         cert, key = new_ca(f"pgfleet {stack} cluster CA")
         data = Secrets(passwords={}, ca_cert_pem=cert, ca_key_pem=key)
-    missing = [n for n in password_names(spec) if n not in data.passwords]
+    missing = [n for n in password_names(spec) + s3_key_names(spec) if n not in data.passwords]
     if missing or not path.exists():
         data = data.model_copy(update={"passwords": {**data.passwords, **{n: new_password() for n in missing}}})
         state.write_private(path, data.model_dump_json(indent=2))

@@ -204,7 +204,9 @@ def config_from_yaml(text: str, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
         ns, _, name = str(key).partition(":")
-        if ns == NAMESPACE and name:
+        # `pulumi config set --secret` values ({secure: …}) are for the Pulumi
+        # program only (e.g. S3 keys): encrypted, and never part of the spec.
+        if ns == NAMESPACE and name and not (isinstance(value, dict) and set(value) == {"secure"}):
             out[name] = value
     return out
 

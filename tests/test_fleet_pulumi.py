@@ -28,7 +28,7 @@ from pgfleet import ROOT
 from pgfleet.errors import PgfleetError
 from pgfleet.fleet import policy
 from pgfleet.inventory import Inventory
-from pgfleet.secrets import Secrets, password_names
+from pgfleet.secrets import S3_KEYS, Secrets, password_names, s3_key_names
 from pgfleet.spec import Spec, config_from_yaml, load, parse
 
 SERVER = "hcloud:index/server:Server"
@@ -114,6 +114,9 @@ class Run:
         return [*s.passwords.values(), s.ca_key_pem]
 
 
+S3_TEST_KEYS = {"s3_access_key": "TESTACCESSKEY", "s3_secret_key": "test-secret-key-value"}
+
+
 def run_program(stack: str, mocks: FleetMocks | None = None) -> Run:
     """Run ``__main__.py`` for ``stack`` in a fresh mocked Pulumi runtime.
 
@@ -127,6 +130,8 @@ def run_program(stack: str, mocks: FleetMocks | None = None) -> Run:
     try:
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_mocks(mocks, project="pgfleet", stack=stack, preview=False)
+        # what `pulumi config set --secret pgfleet:s3_… ` gives the program on a real stack
+        pulumi.runtime.set_all_config({f"pgfleet:{k}": S3_TEST_KEYS[k] for k in S3_KEYS}, secret_keys=[f"pgfleet:{k}" for k in S3_KEYS])
         root = pulumi_settings.get_root_resource()
 
         async def outputs() -> None:
@@ -293,7 +298,8 @@ def test_every_server_is_born_behind_its_firewall(shipped: dict[str, Run], stack
 def test_user_data_holds_no_secret(shipped: dict[str, Run], stack: str) -> None:
     run = shipped[stack]
     values = run.secret_values()
-    assert len(values) == len(password_names(load(stack))) + 1
+    spec = load(stack)
+    assert len(values) == len(password_names(spec)) + len(s3_key_names(spec)) + 1
     for s in run.of(SERVER):
         user_data = s.inputs["userData"]
         assert user_data.startswith("#cloud-config\n")
@@ -317,8 +323,13 @@ def test_secrets_output_is_a_secret_with_every_password(shipped: dict[str, Run],
     assert "secrets" in run.secret_outputs
     assert "inventory" not in run.secret_outputs
     s = Secrets.model_validate(run.outputs["secrets"])
-    assert sorted(s.passwords) == sorted(password_names(load(stack)))
-    assert len(run.of(PASSWORD)) == len(s.passwords)
+    spec = load(stack)
+    assert sorted(s.passwords) == sorted(password_names(spec) + s3_key_names(spec))
+    assert len(run.of(PASSWORD)) == len(password_names(spec))
+    # object storage keys come from the stack's config secrets, not from a generator
+    for k in s3_key_names(spec):
+        assert s.passwords[k] == S3_TEST_KEYS[k]
+    assert bool(s3_key_names(spec)) == spec.backups.enabled
     assert "PRIVATE KEY" in s.ca_key_pem and "CERTIFICATE" in s.ca_cert_pem
     (cert,) = run.of(CERT)
     assert cert.inputs["isCaCertificate"] is True

@@ -50,9 +50,10 @@ def test_shipped_stacks_have_the_promised_shapes() -> None:
     assert lab.etcd.members == prod.etcd.members
 
 
-def test_settings_outside_the_namespace_are_ignored() -> None:
+def test_settings_outside_the_namespace_and_secure_values_are_ignored() -> None:
     cfg = _config("lab")
     cfg["hcloud:token"] = "x"
+    cfg["pgfleet:s3_access_key"] = {"secure": "v1:abc"}  # a Pulumi config secret: the program's, not the spec's
     s = spec_mod.parse({**spec_mod.config_from_yaml(yaml.safe_dump({"config": cfg}), "t"), "environment": "t"})
     assert s.provider == "lab"
 
