@@ -129,6 +129,9 @@ def test_partition_cuts_the_link_and_heal_restores_it(lab, lab_spec):  # type: i
         st = [s for s in lab_mod.status(lab_spec) if s.name == name][0]
         assert st.running and st.link == "down" and not st.ssh
         assert hosts.power(host).init == init, "a partitioned host keeps running"
+        # its console still works without the network, and sees the same boot
+        inside = lab_mod.exec_on(lab_spec, name, "cat /proc/sys/kernel/random/boot_id; hostname")
+        assert inside.stdout.split() == [old_boot, name]
     finally:
         lab_mod.heal(lab_spec, name)
     deadline = time.monotonic() + 20

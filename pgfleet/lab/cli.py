@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -61,6 +62,16 @@ def ssh(node: Node, command: Annotated[list[str] | None, typer.Argument(help="co
     layout = Layout.of(_spec(stack))
     argv = lab_ssh.argv(layout, layout.host(node), command or None, tty=not command)
     os.execv(argv[0], argv)
+
+
+@lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(node: Node, command: Annotated[list[str], typer.Argument(help="shell command to run inside the host")],
+          stack: StackOpt = "lab") -> None:
+    """Run a command inside a host without the network (works on a partitioned host)."""
+    cp = lab.exec_on(_spec(stack), node, " ".join(command), check=False)
+    sys.stdout.write(cp.stdout)
+    sys.stderr.write(cp.stderr)
+    raise typer.Exit(cp.returncode)
 
 
 @lab_app.command()

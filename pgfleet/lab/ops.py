@@ -22,7 +22,8 @@ from pgfleet.errors import LabError
 from pgfleet.inventory import Inventory, InventoryHost
 from pgfleet.lab import aptproxy, hosts, image, network, objectstore, ssh
 from pgfleet.lab.layout import LabHost, Layout
-from pgfleet.lab.system import mounts_under, preflight, systemd_is_init, wait_reaped
+from pgfleet.lab.system import mounts_under, preflight, systemd_is_init, tool, wait_reaped
+from pgfleet.lab.system import run as run_cmd
 from pgfleet.spec import Spec
 
 
@@ -160,6 +161,22 @@ def heal(spec: Spec, name: str) -> str:
     veth = _veth(layout, name)
     network.set_link(veth, True, name)
     return veth
+
+
+def exec_on(spec: Spec, name: str, command: str, *, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a shell command inside a running host's namespaces, like its console.
+
+    Unlike SSH this needs no network: it reaches a partitioned host, which is
+    how drills check that an isolated old primary refuses writes.
+    """
+    preflight()
+    layout = _lab_layout(spec)
+    p = hosts.power(layout.host(name))
+    if not p.up or p.init is None:
+        raise LabError(f"{name} is not running: start it with 'pgfleet lab start {name}'")
+    argv = [tool("nsenter"), f"--target={p.init}", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd",
+            "--", "/bin/sh", "-c", command]
+    return run_cmd(argv, what=f"{name}: {command}", check=check, timeout=timeout)
 
 
 @dataclass(frozen=True)
