@@ -229,8 +229,8 @@ class PatroniControl(ClusterControl):
 
     Awaits the deploy: the REST user name and unit names below must match
     roles/patroni and roles/etcd; ``pgfleet dsn`` must exist. Awaits the lab:
-    ``pgfleet lab kill|start|partition|heal`` must exist, and a way to reach
-    a partitioned host (``sql_isolated``).
+    ``pgfleet lab kill|start|partition|heal`` reach hosts; ``pgfleet lab exec``
+    reaches a partitioned one (``sql_isolated``).
     """
 
     def __init__(self, stack: str, cluster: str, hosts: dict[str, str], *, ca_cert_pem: str,
@@ -364,13 +364,12 @@ class PatroniControl(ClusterControl):
         self._lab("heal", member)
 
     def sql_isolated(self, member: str, sql: str) -> str:
-        # Awaits the lab: SSH cannot reach a partitioned host, so this needs a
-        # channel that does not use the network (e.g. nsenter into the host's
-        # PID 1), exposed by pgfleet.lab.
-        raise DrillNotWired(
-            f"cannot reach partitioned {member} to check it refuses writes: pgfleet.lab has no way yet to run a "
-            "command inside a partitioned host (needs e.g. 'pgfleet lab exec NODE -- CMD': nsenter into the "
-            "namespaces of the host's PID 1, which pgfleet.lab.hosts.init_of already finds)")
+        """SQL on a partitioned member through the lab's console (no network needed)."""
+        if self.provider != "lab":
+            raise DrillNotWired(f"reaching a partitioned member on provider {self.provider!r} is not built yet: "
+                                "the lab does it with 'pgfleet lab exec'")
+        psql = f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database)} -c {shlex.quote(sql)}"
+        return self._pgfleet("lab", "exec", member, "--stack", self.stack, "--", psql)
 
     def _pgfleet(self, *args: str) -> str:
         """Run a documented ``pgfleet`` command; one that does not exist yet is reported as such."""
