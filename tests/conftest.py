@@ -4,16 +4,22 @@ The ``lab`` fixture brings the ``lab`` stack up once (deploy and drill tests
 reuse it) and its finalizer always runs ``lab down`` and then checks that
 nothing is left on the machine; a leftover fails the run. If the lab cannot
 start, every test that needs it errors with the reason (never a skip).
+
+For developers iterating on one cluster, ``PGFLEET_KEEP_LAB=1`` keeps the lab
+(and whatever is deployed on it) up after the session and deselects the
+``lab_last`` tests that would wipe it; CI never sets it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
 
 LAB_STACK = "lab"
+KEEP_LAB = os.environ.get("PGFLEET_KEEP_LAB") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,6 +29,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that tear the shared lab down run last, so they never wipe a deployed cluster under other tests."""
     items.sort(key=lambda item: item.get_closest_marker("lab_last") is not None)
+    if KEEP_LAB:
+        wiping = [i for i in items if i.get_closest_marker("lab_last")]
+        if wiping:
+            config.hook.pytest_deselected(items=wiping)
+            items[:] = [i for i in items if not i.get_closest_marker("lab_last")]
 
 
 def machine_leftovers(spec) -> list[str]:  # type: ignore[no-untyped-def]
@@ -63,7 +74,8 @@ def lab(request: pytest.FixtureRequest, lab_spec):  # type: ignore[no-untyped-de
         assert not left, f"lab down left things behind: {left}"
 
     # Registered before `up`, so a lab that fails halfway is still torn down.
-    request.addfinalizer(teardown)
+    if not KEEP_LAB:
+        request.addfinalizer(teardown)
     try:
         lab_mod.up(lab_spec)
     except PgfleetError as e:
