@@ -22,10 +22,6 @@ from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.tls import Names
 
-#: Port of the lab's apt proxy (apt-cacher-ng) on the bridge address.
-LAB_APT_PROXY_PORT = 3142
-LAB_BRIDGE = "198.18.0.1"
-
 #: PostgreSQL role names; passwords come from the stack's secrets.
 PG_SUPERUSER = "postgres"
 PG_REPLICATION = "replicator"
@@ -37,7 +33,11 @@ ETCD_PATRONI_USER = "patroni"
 #: etcd key prefix Patroni works under (``namespace``), and the only one its user may touch.
 PATRONI_NAMESPACE = "/service/"
 
-POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "pgbouncer", "haproxy"]
+TLS_DIR = "/etc/pgfleet/tls"
+#: Debian's group for reading TLS keys; postgres is in it, etcd gets it in its unit.
+TLS_GROUP = "ssl-cert"
+
+POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "python3-etcd", "pgbouncer", "haproxy"]
 ETCD_PACKAGES = ["etcd-server", "etcd-client"]
 BASE_PACKAGES = ["ca-certificates", "curl", "nftables", "ssl-cert", "python3", "python3-yaml"]
 CLIENT_PACKAGES = ["postgresql-client"]
@@ -144,8 +144,12 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         "pgfleet_cluster": host.cluster,
         "pgfleet_ip": host.private_ip,
         "base_packages": packages(host),
-        "base_apt_proxy": f"http://{LAB_BRIDGE}:{LAB_APT_PROXY_PORT}" if inv.provider == "lab" else "",
+        # an apt proxy for hosts without one; the lab's hosts already use the lab's
+        "base_apt_proxy": "",
         "base_network_sysctls": sizing.network_sysctls(),
+        # every role reads the host's TLS files from here
+        "tls_dir": TLS_DIR,
+        "tls_group": TLS_GROUP,
         "tls_dns_names": list(tls_names(spec, inv, host).dns),
         "tls_ip_addresses": list(tls_names(spec, inv, host).ips),
         "firewall_admin_cidrs": list(spec.admin_cidrs),

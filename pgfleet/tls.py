@@ -45,6 +45,17 @@ class Names:
         return cls(tuple(sorted(set(dns))), tuple(sorted(set(ips), key=lambda a: ipaddress.ip_address(a))))
 
 
+def subject(host: str) -> x509.Name:
+    """A host certificate's subject: no CommonName on purpose.
+
+    etcd refuses requests through its JSON gateway (which Patroni uses) from a
+    client certificate that has a CommonName once authentication is on
+    ("CommonName of client sending a request against gateway will be
+    ignored"); clients check the SANs, never the CN.
+    """
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgfleet"), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, host)])
+
+
 def host_key(ca_key_pem: str, host: str) -> ec.EllipticCurvePrivateKey:
     """The host's P-256 key, derived from the CA key and the host name (stable across deploys)."""
     seed = HKDF(algorithm=hashes.SHA256(), length=48, salt=b"pgfleet host key v1", info=host.encode()).derive(ca_key_pem.encode())
@@ -66,7 +77,7 @@ def issue(ca_cert_pem: str, ca_key_pem: str, host: str, names: Names, days: int 
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in names.ips]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgfleet")]))
+        .subject_name(subject(host))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -108,6 +119,8 @@ def why_reissue(cert_pem: str | None, ca_cert_pem: str, ca_key_pem: str, host: s
         return "not signed by this cluster's CA"
     if cert.public_key() != host_key(ca_key_pem, host).public_key():
         return "does not match the host key"
+    if cert.subject != subject(host):
+        return f"subject changed (has {cert.subject.rfc4514_string()})"
     have = names_of(cert_pem)
     if have != names:
         return f"names changed (has {list(have.dns + have.ips)}, wants {list(names.dns + names.ips)})"

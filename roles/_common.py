@@ -12,28 +12,21 @@ import io
 import shlex
 from typing import Any
 
-import jinja2
 from pyinfra import host, logger
 from pyinfra.api import FactBase, OperationError
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, python
 
-from pgfleet import ROOT
+from pgfleet import templating
 
-TEMPLATES = ROOT / "templates"
+TEMPLATES = templating.TEMPLATES
 #: Where converge steps keep the desired input and, once applied, a copy of it.
 DESIRED_DIR = "/etc/pgfleet/converge"
 APPLIED_DIR = "/var/lib/pgfleet/applied"
 HELPERS_DIR = "/usr/local/lib/pgfleet"
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,
-)
+#: The shared StrictUndefined environment, with block tags that leave no blank lines.
+_env = templating._env().overlay(trim_blocks=True, lstrip_blocks=True)
 
 
 def render(template: str, **context: Any) -> str:

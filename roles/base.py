@@ -34,8 +34,8 @@ def apply() -> None:
     d = host.data
     container = in_container()
 
-    put("apt proxy", "/etc/apt/apt.conf.d/01pgfleet-proxy",
-                f'Acquire::http::Proxy "{d.base_apt_proxy}";\n' if d.base_apt_proxy else "// no apt proxy\n")
+    if d.base_apt_proxy:  # the lab's hosts come with their apt proxy set (pgfleet/lab/hosts.py)
+        put("apt proxy", "/etc/apt/apt.conf.d/01pgfleet-proxy", f'Acquire::http::Proxy "{d.base_apt_proxy}";\n')
     # Debian's postgresql-common must never create its own 17/main cluster: Patroni owns PostgreSQL.
     put("No Debian-managed PostgreSQL cluster", "/etc/postgresql-common/createcluster.conf",
         render("base/createcluster.conf.j2"))

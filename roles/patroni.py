@@ -23,7 +23,7 @@ DEFAULTS = {
     "patroni_data_dir": "/var/lib/postgresql/17/data",
     "patroni_bin_dir": "/usr/lib/postgresql/17/bin",
     "patroni_namespace": hostdata.PATRONI_NAMESPACE,
-    "patroni_start_timeout": 600,
+    "patroni_start_timeout": 240,
 }
 
 
@@ -60,8 +60,8 @@ def apply() -> None:
     if was_running:
         systemd.service(name="Patroni reload (host configuration changed)", service="patroni.service", reloaded=True,
                         _if=lambda: conf.did_change() or bool(host.data.get("tls_reissued")))
-    else:
-        server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{HELPERS_DIR}/wait-member.sh {d.patroni_start_timeout}"])
+    server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{HELPERS_DIR}/wait-member.sh {d.patroni_start_timeout}"],
+                 _if=lambda: not was_running or conf.did_change())
 
     converge("patroni-dynamic.json", json.dumps(d.patroni_dynamic, sort_keys=True, indent=1),
              f"{HELPERS_DIR}/patroni-config.py {{desired}}", when=host.name == d.patroni_first_member)
