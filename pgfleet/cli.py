@@ -57,6 +57,7 @@ from pgfleet.lab.cli import lab_app  # noqa: E402
 app.add_typer(lab_app, name="lab")
 from pgfleet.drill.cli import drill  # noqa: E402
 app.command()(drill)
+import pgfleet.deploy_cli  # noqa: E402,F401  (deploy, up, status, dsn)
 
 
 def main() -> None:

@@ -47,7 +47,8 @@ def apply() -> None:
         apt.packages(name=f"Install {', '.join(missing)}", packages=d.base_packages, update=True, no_recommends=True)
         files.file(name="Release daemons (remove policy-rc.d)", path=POLICY_RC, present=False)
 
-    put("Locale", "/etc/default/locale", f"LANG={d.base_locale}\n")
+    # /etc/default/locale is a link to it on Debian 13
+    put("Locale", "/etc/locale.conf", f"LANG={d.base_locale}\n")
     put("Open-files limits", "/etc/security/limits.d/90-pgfleet.conf", render("base/limits.conf.j2", nofile=sizing.service_nofile(host.get_fact(HardNofile))))
 
     sysctls = dict(d.base_network_sysctls)

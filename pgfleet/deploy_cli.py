@@ -1,0 +1,93 @@
+"""``pgfleet deploy | up | status | dsn``: the deploy and the running cluster.
+
+Every command validates the stack first (:func:`pgfleet.cli.load_spec`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgfleet import cluster as cluster_mod
+from pgfleet import deployment
+from pgfleet import inventory as inv_mod
+from pgfleet import secrets as secrets_mod
+from pgfleet.cli import Stack, app, console, load_spec, stack_name
+from pgfleet.errors import ClusterError, PgfleetError
+
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
+
+
+@app.command()
+def deploy(stack: Stack,
+           dry: Annotated[bool, typer.Option("--dry", help="show what would change, change nothing")] = False,
+           limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None) -> None:
+    """Make the stack's hosts into the cluster the spec describes (safe to run again: no change, no effect)."""
+    s = load_spec(stack)
+    result = deployment.run(stack_name(stack), s, dry=dry, limit=limit)
+    console.print(deployment.summary(result), highlight=False)
+
+
+@app.command()
+def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab") -> None:
+    """Create the stack's hosts (lab: nspawn hosts; cloud: pulumi up), deploy, print the DSN."""
+    import subprocess
+
+    s = load_spec(stack)
+    name = stack_name(stack)
+    if s.provider == "lab":
+        from pgfleet import lab
+
+        lab.up(s)
+    elif s.provider == "hcloud":
+        try:
+            subprocess.run(["pulumi", "up", "--stack", name], check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise PgfleetError(f"'pulumi up --stack {name}' failed: {e}") from None
+    result = deployment.run(name, s)
+    console.print(deployment.summary(result), highlight=False)
+    inv = inv_mod.load(name, s)
+    sec = secrets_mod.load(name, s)
+    for c in s.clusters:
+        console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def status(stack: Stack, cluster: ClusterOpt = None) -> None:
+    """Members with role, state, timeline, lag and the synchronous standby; exit 1 without a leader."""
+    from rich.table import Table
+
+    s = load_spec(stack)
+    name = stack_name(stack)
+    inv = inv_mod.load(name, s)
+    sec = secrets_mod.load(name, s)
+    missing = False
+    for c in [s.cluster(cluster)] if cluster else s.clusters:
+        ms = cluster_mod.members(inv, c.name, sec)
+        t = Table(title=f"{name} / {c.name}")
+        for col in ("member", "host", "role", "state", "timeline", "lag (bytes)", "synchronous"):
+            t.add_column(col, no_wrap=True)
+        for m in ms:
+            t.add_row(m.name, m.host, m.role, m.state, str(m.timeline or "-"), "-" if m.lag in (None, "") else str(m.lag),
+                      "yes" if m.sync else "")
+        console.print(t, width=max(console.width, 120))
+        if cluster_mod.leader(ms) is None:
+            console.print(f"[red]cluster {c.name} has no leader[/red]")
+            missing = True
+    if missing:
+        raise ClusterError("a cluster has no leader")
+
+
+@app.command()
+def dsn(stack: Stack,
+        ro: Annotated[bool, typer.Option("--ro", help="read-only endpoint (replicas; the primary when none is healthy)")] = False,
+        direct: Annotated[bool, typer.Option("--direct", help="PostgreSQL itself, no pooler (session features)")] = False,
+        db: Annotated[str | None, typer.Option("--db", help="database (default: the cluster's first)")] = None,
+        user: Annotated[str | None, typer.Option("--user", help="user (default: the database's owner)")] = None,
+        cluster: ClusterOpt = None) -> None:
+    """A libpq connection string through HAProxy, TLS verify-full against the cluster CA."""
+    s = load_spec(stack)
+    name = stack_name(stack)
+    c = s.cluster(cluster) if cluster else s.clusters[0]
+    print(cluster_mod.dsn(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct, db=db, user=user))
