@@ -57,7 +57,10 @@ from pgfleet.lab.cli import lab_app  # noqa: E402
 app.add_typer(lab_app, name="lab")
 from pgfleet.drill.cli import drill  # noqa: E402
 app.command()(drill)
-import pgfleet.deploy_cli  # noqa: E402,F401  (deploy, up, status, dsn)
+from pgfleet.deploy_cli import COMMANDS as _deploy_commands  # noqa: E402
+
+for _command in _deploy_commands:  # deploy, up, status, dsn
+    app.command()(_command)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """``pgfleet deploy | up | status | dsn``: the deploy and the running cluster.
 
-Every command validates the stack first (:func:`pgfleet.cli.load_spec`).
+Every command validates the stack first (:func:`pgfleet.cli.load_spec`);
+pgfleet/cli.py registers them (:data:`COMMANDS`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,25 @@ from pgfleet import cluster as cluster_mod
 from pgfleet import deployment
 from pgfleet import inventory as inv_mod
 from pgfleet import secrets as secrets_mod
-from pgfleet.cli import Stack, app, console, load_spec, stack_name
+from rich.console import Console
+
+from pgfleet.spec import load as load_spec
 from pgfleet.errors import ClusterError, PgfleetError
+
+console = Console()
+# pgfleet/cli.py imports this module, so its helpers are imported at call time
+Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
+
+
+def stack_name(stack: str) -> str:
+    from pgfleet.cli import stack_name as name
+
+    return name(stack)
+
 
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
 
 
-@app.command()
 def deploy(stack: Stack,
            dry: Annotated[bool, typer.Option("--dry", help="show what would change, change nothing")] = False,
            limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None) -> None:
@@ -29,7 +42,6 @@ def deploy(stack: Stack,
     console.print(deployment.summary(result), highlight=False)
 
 
-@app.command()
 def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab") -> None:
     """Create the stack's hosts (lab: nspawn hosts; cloud: pulumi up), deploy, print the DSN."""
     import subprocess
@@ -53,11 +65,8 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
         console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def status(stack: Stack, cluster: ClusterOpt = None) -> None:
     """Members with role, state, timeline, lag and the synchronous standby; exit 1 without a leader."""
-    from rich.table import Table
-
     s = load_spec(stack)
     name = stack_name(stack)
     inv = inv_mod.load(name, s)
@@ -65,13 +74,13 @@ def status(stack: Stack, cluster: ClusterOpt = None) -> None:
     missing = False
     for c in [s.cluster(cluster)] if cluster else s.clusters:
         ms = cluster_mod.members(inv, c.name, sec)
-        t = Table(title=f"{name} / {c.name}")
-        for col in ("member", "host", "role", "state", "timeline", "lag (bytes)", "synchronous"):
-            t.add_column(col, no_wrap=True)
-        for m in ms:
-            t.add_row(m.name, m.host, m.role, m.state, str(m.timeline or "-"), "-" if m.lag in (None, "") else str(m.lag),
-                      "yes" if m.sync else "")
-        console.print(t, width=max(console.width, 120))
+        rows = [("member", "host", "role", "state", "timeline", "lag (bytes)", "synchronous")]
+        rows += [(m.name, m.host, m.role, m.state, str(m.timeline or "-"), "-" if m.lag in (None, "") else str(m.lag),
+                  "yes" if m.sync else "") for m in ms]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        print(f"{name} / {c.name}")
+        for r in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
         if cluster_mod.leader(ms) is None:
             console.print(f"[red]cluster {c.name} has no leader[/red]")
             missing = True
@@ -79,7 +88,6 @@ def status(stack: Stack, cluster: ClusterOpt = None) -> None:
         raise ClusterError("a cluster has no leader")
 
 
-@app.command()
 def dsn(stack: Stack,
         ro: Annotated[bool, typer.Option("--ro", help="read-only endpoint (replicas; the primary when none is healthy)")] = False,
         direct: Annotated[bool, typer.Option("--direct", help="PostgreSQL itself, no pooler (session features)")] = False,
@@ -91,3 +99,6 @@ def dsn(stack: Stack,
     name = stack_name(stack)
     c = s.cluster(cluster) if cluster else s.clusters[0]
     print(cluster_mod.dsn(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct, db=db, user=user))
+
+
+COMMANDS = (deploy, up, status, dsn)

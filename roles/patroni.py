@@ -17,6 +17,7 @@ from pyinfra.operations import files, server, systemd
 
 from pgfleet import hostdata, sizing
 from pgfleet.hostdata import secrets_for
+from pgfleet.secrets import Secrets
 from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, in_container, note, put, render
 
 DEFAULTS = {
@@ -25,6 +26,19 @@ DEFAULTS = {
     "patroni_namespace": hostdata.PATRONI_NAMESPACE,
     "patroni_start_timeout": 240,
 }
+
+
+def config(d: dict, s: Secrets, container: bool) -> str:
+    """patroni.yml for a host (``d``: its host data with these defaults)."""
+    return render(
+        "patroni/patroni.yml.j2", **d,
+        patroni_watchdog="off" if container else "automatic",
+        rest_user=hostdata.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
+        etcd_user=hostdata.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
+        superuser=hostdata.PG_SUPERUSER, superuser_password=s.password("superuser"),
+        replication_user=hostdata.PG_REPLICATION, replication_password=s.password("replication"),
+        rewind_user=hostdata.PG_REWIND, rewind_password=s.password("rewind"),
+    )
 
 
 @deploy("Patroni", data_defaults=DEFAULTS)
@@ -39,15 +53,7 @@ def apply() -> None:
     files.directory(name="PostgreSQL home", path="/var/lib/postgresql/17", user="postgres", group="postgres", mode="0755")
     files.directory(name="PostgreSQL data directory", path=d.patroni_data_dir, user="postgres", group="postgres", mode="0700")
     files.directory(name="Patroni configuration directory", path="/etc/patroni", user="root", group="postgres", mode="0750")
-    conf = put("Patroni configuration", "/etc/patroni/patroni.yml", render(
-        "patroni/patroni.yml.j2", **data(),
-        patroni_watchdog="off" if container else "automatic",
-        rest_user=hostdata.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
-        etcd_user=hostdata.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
-        superuser=hostdata.PG_SUPERUSER, superuser_password=s.password("superuser"),
-        replication_user=hostdata.PG_REPLICATION, replication_password=s.password("replication"),
-        rewind_user=hostdata.PG_REWIND, rewind_password=s.password("rewind"),
-    ), mode="0640", group="postgres")
+    conf = put("Patroni configuration", "/etc/patroni/patroni.yml", config(data(), s, bool(container)), mode="0640", group="postgres")
     unit = put("Patroni unit", "/etc/systemd/system/patroni.service", render(
         "patroni/patroni.service.j2", patroni_scope=d.patroni_scope, tls_group=d.tls_group,
         etcd_local="etcd" in d.pgfleet_roles, nofile=sizing.service_nofile(host.get_fact(HardNofile))))

@@ -20,6 +20,16 @@ from roles._common import HardNofile, ServiceActive, data, put, render
 DEFAULTS: dict[str, object] = {}
 
 
+def ini(d: dict, max_client_conn: int) -> str:
+    return render("pgbouncer/pgbouncer.ini.j2", **d, max_client_conn=max_client_conn,
+                  pooler_auth=hostdata.PG_POOLER_AUTH, monitor=hostdata.PG_MONITOR)
+
+
+def userlist(monitor_password: str) -> str:
+    """The stats console's one user, as a SCRAM verifier (PgBouncer verifies SCRAM against it)."""
+    return f'"{hostdata.PG_MONITOR}" "{scram.verifier(hostdata.PG_MONITOR, monitor_password)}"\n'
+
+
 @deploy("PgBouncer", data_defaults=DEFAULTS)
 def apply() -> None:
     d = host.data
@@ -28,10 +38,9 @@ def apply() -> None:
     was_running = host.get_fact(ServiceActive, unit="pgbouncer.service")
     monitor_pw = secrets_for(d.pgfleet_stack).password("monitor")
     users = put("PgBouncer stats user (SCRAM verifier)", "/etc/pgbouncer/userlist.txt",
-                f'"{hostdata.PG_MONITOR}" "{scram.verifier(hostdata.PG_MONITOR, monitor_pw)}"\n', mode="0640", group="postgres")
-    ini = put("PgBouncer configuration", "/etc/pgbouncer/pgbouncer.ini", render(
-        "pgbouncer/pgbouncer.ini.j2", **data(), max_client_conn=lim["pgbouncer_max_client_conn"],
-        pooler_auth=hostdata.PG_POOLER_AUTH, monitor=hostdata.PG_MONITOR), mode="0640", group="postgres")
+                userlist(monitor_pw), mode="0640", group="postgres")
+    conf = put("PgBouncer configuration", "/etc/pgbouncer/pgbouncer.ini", ini(data(), lim["pgbouncer_max_client_conn"]),
+               mode="0640", group="postgres")
     unit = put("PgBouncer unit settings", "/etc/systemd/system/pgbouncer.service.d/pgfleet.conf",
                render("pgbouncer/override.conf.j2", nofile=min(nofile, lim["pgbouncer_nofile"]), tls_group=d.tls_group))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
@@ -39,4 +48,4 @@ def apply() -> None:
     if was_running:
         systemd.service(name="PgBouncer restart (unit changed)", service="pgbouncer.service", restarted=True, _if=unit.did_change)
         systemd.service(name="PgBouncer reload (configuration changed)", service="pgbouncer.service", reloaded=True,
-                        _if=lambda: (ini.did_change() or users.did_change() or bool(host.data.get("tls_reissued"))) and not unit.did_change())
+                        _if=lambda: (conf.did_change() or users.did_change() or bool(host.data.get("tls_reissued"))) and not unit.did_change())

@@ -1,0 +1,41 @@
+"""Host data for unit tests of the deploy: a stack's hosts with made-up addresses, fresh secrets.
+
+Public addresses come from the documentation range (203.0.113.0/24): they only
+ever appear in rendered text, no traffic goes to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgfleet import hostdata, inventory, secrets, spec
+from pgfleet.inventory import Inventory, InventoryHost
+from roles import base, databases, etcd, firewall, haproxy, patroni, pgbouncer, tls
+
+ROLE_DEFAULTS: dict[str, Any] = {}
+for _role in (base, tls, firewall, etcd, patroni, databases, pgbouncer, haproxy):
+    ROLE_DEFAULTS.update(_role.DEFAULTS)
+
+LB_ADDRESS = "10.42.1.254"
+
+
+def fake_inventory(s: spec.Spec, stack: str) -> Inventory:
+    hosts = []
+    for i, p in enumerate(inventory.plan(s)):
+        public = p.private_ip if s.provider == "lab" else f"203.0.113.{20 + i}"
+        hosts.append(InventoryHost(name=p.name, cluster=p.cluster, roles=list(p.roles), public_ip=public,
+                                   private_ip=p.private_ip, server_type=p.server_type))
+    lbs = {c.name: LB_ADDRESS for c in s.clusters} if s.load_balancer.enabled else {}
+    return Inventory(stack=stack, provider=s.provider, hosts=hosts, load_balancers=lbs)
+
+
+def fake_secrets(s: spec.Spec) -> secrets.Secrets:
+    cert, key = secrets.new_ca("pgfleet test CA")
+    return secrets.Secrets(passwords={n: secrets.new_password() for n in secrets.password_names(s)}, ca_cert_pem=cert, ca_key_pem=key)
+
+
+def host_datas(stack: str) -> tuple[spec.Spec, Inventory, dict[str, dict[str, Any]]]:
+    """Every host's data as the roles see it (role defaults under host data)."""
+    s = spec.load(stack)
+    inv = fake_inventory(s, stack)
+    return s, inv, {h.name: {**ROLE_DEFAULTS, **hostdata.host_data(s, inv, h)} for h in inv.hosts}
