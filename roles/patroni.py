@@ -62,6 +62,10 @@ def apply() -> None:
     helper("leader helper", "on-leader.sh")
     helper("Patroni configuration helper", "patroni-config.py")
 
+    if not was_running:
+        # before the first start only: on a running member the validator finds its own ports in use
+        server.shell(name="Patroni configuration check", _if=conf.did_change,
+                     commands=["runuser -u postgres -- patroni --validate-config /etc/patroni/patroni.yml"])
     systemd.service(name="Patroni running", service="patroni.service", running=True, enabled=True)
     if was_running:
         systemd.service(name="Patroni reload (host configuration changed)", service="patroni.service", reloaded=True,

@@ -84,6 +84,12 @@ def main() -> None:
     if code != 200 or not isinstance(have, dict):
         raise SystemExit(f"GET /config answered {code}: {have}")
     patch = diff(want, have)
+    # parameters no longer in the spec go back to PostgreSQL's defaults (null removes them)
+    have_params = (have.get("postgresql") or {}).get("parameters") or {}
+    want_params = want.get("postgresql", {}).get("parameters", {})
+    removed = {k: None for k in have_params if k not in want_params}
+    if removed:
+        patch.setdefault("postgresql", {}).setdefault("parameters", {}).update(removed)
     if not patch:
         print("Patroni configuration already as wanted")
         return
@@ -98,7 +104,9 @@ def main() -> None:
     if not need_restart:
         print("no restart needed (parameters apply on reload)")
         return
-    shrinks = [k for k in need_restart if None not in (number(old.get(k)), number(changed[k])) and number(changed[k]) < number(old.get(k))]
+    # a removed parameter falls back to its default, usually smaller: treat it as shrinking
+    shrinks = [k for k in need_restart if changed[k] is None
+               or (None not in (number(old.get(k)), number(changed[k])) and number(changed[k]) < number(old.get(k)))]
     # Patroni notices the change within loop_wait and flags the members
     deadline = time.time() + int(want.get("loop_wait", 10)) * 3 + 10
     pending: list[dict] = []

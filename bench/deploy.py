@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""How long `pgfleet deploy` takes: on fresh lab hosts, and again with nothing to change.
+
+Runs the real CLI (root only): lab down, lab up (fresh hosts from the cached
+image), `pgfleet deploy lab` (bare Debian 13 -> HA cluster), `pgfleet deploy
+lab` again (must change nothing), then lab down. Writes
+bench/results/deploy.json. Figures only; nothing passes or fails on them.
+
+    .venv/bin/python bench/deploy.py [--stack lab] [--trials 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "pgfleet.cli"]
+
+
+def timed(*args: str) -> tuple[float, str]:
+    t = time.monotonic()
+    cp = subprocess.run([*CLI, *args], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return round(time.monotonic() - t, 2), cp.stdout
+
+
+def changes(summary: str) -> int:
+    m = re.search(r"changed (\d+) \(operation, host\)", summary)
+    return int(m.group(1)) if m else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stack", default="lab")
+    ap.add_argument("--trials", type=int, default=1)
+    a = ap.parse_args()
+
+    runs: list[dict[str, object]] = []
+    try:
+        for trial in range(a.trials):
+            timed("lab", "down", "--stack", a.stack)
+            up_s, _ = timed("lab", "up", "--stack", a.stack)
+            full_s, full_out = timed("deploy", a.stack)
+            again_s, again_out = timed("deploy", a.stack)
+            runs.append({"trial": trial + 1, "lab_up_s": up_s, "full_deploy_s": full_s, "full_deploy_changes": changes(full_out),
+                         "no_change_redeploy_s": again_s, "no_change_redeploy_changes": changes(again_out)})
+    finally:
+        subprocess.run([*CLI, "lab", "down", "--stack", a.stack], check=True, cwd=ROOT)
+
+    result = {
+        "benchmark": "pgfleet deploy",
+        "stack": a.stack,
+        "what": "fresh lab hosts (Debian 13, packages through the lab's apt proxy) -> 3-node HA cluster; then the same deploy again",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                    "kernel": platform.release()},
+        "peer_reference": {"autobase_cold_deploy_s": 391, "autobase_reapply_no_change_s": 115},
+        "runs": runs,
+    }
+    out = ROOT / "bench" / "results" / "deploy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
