@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,6 +61,28 @@ def members(inv: Inventory, cluster: str, secrets: Secrets, timeout: float = 3) 
 
 def leader(ms: list[Member]) -> Member | None:
     return next((m for m in ms if m.role in ("leader", "standby_leader")), None)
+
+
+def healthy(ms: list[Member], synchronous: bool) -> bool:
+    """One leader, every other member streaming, and a synchronous standby when the cluster asks for one."""
+    replicas = [m for m in ms if m is not leader(ms)]
+    return (leader(ms) is not None and all(m.state == "streaming" for m in replicas)
+            and (not synchronous or not replicas or any(m.sync for m in replicas)))
+
+
+def wait_healthy(inv: Inventory, cluster: ClusterSpec, secrets: Secrets, timeout: float = 90) -> list[Member]:
+    """Members once :func:`healthy` (Patroni picks the synchronous standby a loop after replicas stream)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ms = members(inv, cluster.name, secrets)
+            if healthy(ms, cluster.synchronous):
+                return ms
+        except ClusterError:
+            ms = []
+        if time.monotonic() > deadline:
+            raise ClusterError(f"cluster {cluster.name!r} not healthy after {timeout:.0f} s: {ms}")
+        time.sleep(1)
 
 
 def ca_file(stack: str, secrets: Secrets) -> Path:

@@ -62,6 +62,7 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
     inv = inv_mod.load(name, s)
     sec = secrets_mod.load(name, s)
     for c in s.clusters:
+        cluster_mod.wait_healthy(inv, c, sec)
         console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
 
 

@@ -51,8 +51,8 @@ def dsn(*args: str) -> str:
     return pgfleet("dsn", "lab", *args).stdout.strip()
 
 
-def test_topology_one_leader_two_streaming_replicas_one_synchronous(deployed, lab, lab_secrets):  # type: ignore[no-untyped-def]
-    members = cluster_mod.members(lab, "main", lab_secrets)
+def test_topology_one_leader_two_streaming_replicas_one_synchronous(deployed, lab, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]
+    members = cluster_mod.wait_healthy(lab, lab_spec.cluster("main"), lab_secrets)
     roles = sorted(m.role for m in members)
     assert roles == ["leader", "replica", "sync_standby"], members
     assert all(m.state == "streaming" for m in members if m.role != "leader"), members
@@ -215,5 +215,5 @@ def test_changed_parameter_applied_through_patroni_with_restart(deployed, lab, l
         monkeypatch.delenv("PGFLEET_STACKS_DIR")
         back = pgfleet("deploy", "lab")
         assert "restarted" in back.stdout + back.stderr
-    members = cluster_mod.members(lab, "main", lab_secrets)
+    members = cluster_mod.wait_healthy(lab, lab_spec.cluster("main"), lab_secrets)
     assert sorted(m.role for m in members) == ["leader", "replica", "sync_standby"], members
