@@ -9,13 +9,12 @@ nothing else, so it cannot tell the lab from Hetzner except by ``provider``.
 from __future__ import annotations
 
 import ipaddress
-import json
-import subprocess
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
 from pgfleet.errors import PgfleetError
+from pgfleet.pulumi_cli import stack_output
 from pgfleet.spec import Spec
 
 ROLE_POSTGRES = "postgres"  # PostgreSQL + Patroni + PgBouncer + HAProxy + pgBackRest
@@ -115,16 +114,7 @@ def from_static(spec: Spec, stack: str) -> Inventory:
 
 def from_pulumi(stack: str) -> Inventory:
     """Read the ``inventory`` output of a deployed Pulumi stack."""
-    try:
-        out = subprocess.run(
-            ["pulumi", "stack", "output", "inventory", "--json", "--stack", stack],
-            check=True, capture_output=True, text=True,
-        ).stdout
-    except FileNotFoundError:
-        raise PgfleetError("the pulumi CLI is not installed: install it, then run 'pulumi up -s " + stack + "'") from None
-    except subprocess.CalledProcessError as e:
-        raise PgfleetError(f"'pulumi stack output inventory -s {stack}' failed: {e.stderr.strip()}") from None
-    return Inventory.model_validate(json.loads(out))
+    return Inventory.model_validate(stack_output(stack, "inventory"))
 
 
 def load(stack: str, spec: Spec) -> Inventory:

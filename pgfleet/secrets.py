@@ -10,9 +10,7 @@ the shape of :class:`Secrets`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets as pysecrets
-import subprocess
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pgfleet import state
 from pgfleet.errors import PgfleetError
+from pgfleet.pulumi_cli import stack_output
 from pgfleet.spec import Spec
 
 #: Every password a cluster needs; database owners get ``owner_<name>``.
@@ -114,14 +113,7 @@ def load_or_create_local(stack: str, spec: Spec) -> Secrets:
 
 
 def from_pulumi(stack: str) -> Secrets:
-    try:
-        out = subprocess.run(["pulumi", "stack", "output", "secrets", "--json", "--show-secrets", "--stack", stack],
-                             check=True, capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        raise PgfleetError(f"the pulumi CLI is not installed: install it, then run 'pulumi up -s {stack}'") from None
-    except subprocess.CalledProcessError as e:
-        raise PgfleetError(f"'pulumi stack output secrets -s {stack}' failed: {e.stderr.strip()}") from None
-    return Secrets.model_validate(json.loads(out))
+    return Secrets.model_validate(stack_output(stack, "secrets", show_secrets=True))
 
 
 def load(stack: str, spec: Spec) -> Secrets:
