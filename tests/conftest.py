@@ -81,3 +81,18 @@ def lab(request: pytest.FixtureRequest, lab_spec):  # type: ignore[no-untyped-de
     except PgfleetError as e:
         pytest.fail(f"the lab could not start: {e}", pytrace=False)
     return lab_mod.inventory(lab_spec)
+
+
+@pytest.fixture(scope="session")
+def deployed(lab, lab_spec):  # type: ignore[no-untyped-def]
+    """The lab with the HA cluster deployed once per session (deploy, backup and drill tests share it)."""
+    from pgfleet import deployment
+
+    return deployment.run(LAB_STACK, lab_spec, echo=False)
+
+
+@pytest.fixture(scope="session")
+def lab_secrets(lab_spec):  # type: ignore[no-untyped-def]
+    from pgfleet import secrets
+
+    return secrets.load(LAB_STACK, lab_spec)

@@ -7,7 +7,6 @@ user gets: ``pgfleet dsn lab`` (HAProxy → PgBouncer, TLS verify-full),
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import subprocess
@@ -21,7 +20,7 @@ import psycopg
 import pytest
 
 from pgfleet import cluster as cluster_mod
-from pgfleet import deployment, secrets
+from pgfleet import deployment
 from pgfleet import lab as lab_mod
 from pgfleet.lab.layout import bridge_name
 
@@ -33,18 +32,6 @@ OUTSIDE = "198.18.0.200"
 
 def pgfleet(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*PGFLEET, *args], capture_output=True, text=True, check=check, timeout=900)
-
-
-@pytest.fixture(scope="session")
-def deployed(lab, lab_spec):  # type: ignore[no-untyped-def]
-    """The lab with the cluster deployed once (a fresh lab or one already deployed)."""
-    result = deployment.run("lab", lab_spec, echo=False)
-    return result
-
-
-@pytest.fixture(scope="session")
-def lab_secrets(lab_spec):  # type: ignore[no-untyped-def]
-    return secrets.load("lab", lab_spec)
 
 
 def dsn(*args: str) -> str:
