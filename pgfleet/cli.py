@@ -59,7 +59,7 @@ from pgfleet.drill.cli import drill  # noqa: E402
 app.command()(drill)
 from pgfleet.deploy_cli import COMMANDS as _deploy_commands  # noqa: E402
 
-for _command in _deploy_commands:  # deploy, up, status, dsn
+for _command in _deploy_commands:  # deploy, up, down, status, dsn
     app.command()(_command)
 
 

@@ -66,6 +66,29 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
         console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
 
 
+def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab",
+         yes: Annotated[bool, typer.Option("--yes", help="confirm: destroy the stack's servers and their data")] = False) -> None:
+    """Remove the stack's hosts: the lab's hosts and daemons, or (with --yes) a cloud stack via pulumi destroy."""
+    import subprocess
+
+    s = load_spec(stack)
+    name = stack_name(stack)
+    if s.provider == "lab":
+        from pgfleet import lab
+
+        for item in lab.down(s):
+            console.print(f"removed {item}", highlight=False)
+        return
+    if not yes:
+        raise PgfleetError(f"'pgfleet down {name}' destroys every server of {name} and the data on it "
+                           f"({sum(c.nodes for c in s.clusters)} database node(s)); backups in object storage stay. "
+                           "Run it again with --yes to confirm")
+    try:
+        subprocess.run(["pulumi", "destroy", "--stack", name, "--yes"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise PgfleetError(f"'pulumi destroy --stack {name}' failed: {e}") from None
+
+
 def status(stack: Stack, cluster: ClusterOpt = None) -> None:
     """Members with role, state, timeline, lag and the synchronous standby; exit 1 without a leader."""
     s = load_spec(stack)
@@ -102,4 +125,4 @@ def dsn(stack: Stack,
     print(cluster_mod.dsn(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct, db=db, user=user))
 
 
-COMMANDS = (deploy, up, status, dsn)
+COMMANDS = (deploy, up, down, status, dsn)

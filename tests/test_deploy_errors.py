@@ -50,3 +50,9 @@ def test_failed_step_stops_the_deploy_and_names_host_step_and_output(deployed, l
     finally:
         lab_mod.run(lab_spec, host, "systemctl unmask pgbouncer && systemctl start pgbouncer")
     assert pgfleet("deploy", "lab", "--limit", host).returncode == 0
+
+
+def test_down_of_a_cloud_stack_needs_yes() -> None:
+    r = pgfleet("down", "prod")
+    assert r.returncode == 1
+    assert "destroys every server of prod" in r.stderr and "--yes" in r.stderr
