@@ -12,14 +12,13 @@ bench/results/deploy.json. Figures only; nothing passes or fails on them.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import results_file  # bench/results_file.py (this script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pgfleet.cli"]
@@ -58,16 +57,10 @@ def main() -> None:
         "benchmark": "pgfleet deploy",
         "stack": a.stack,
         "what": "fresh lab hosts (Debian 13, packages through the lab's apt proxy) -> 3-node HA cluster; then the same deploy again",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                    "kernel": platform.release()},
         "peer_reference": {"autobase_cold_deploy_s": 391, "autobase_reapply_no_change_s": 115},
         "runs": runs,
     }
-    out = ROOT / "bench" / "results" / "deploy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    results_file.write("deploy", result)
 
 
 if __name__ == "__main__":

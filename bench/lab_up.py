@@ -13,13 +13,12 @@ cold image build then downloads every package from deb.debian.org).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import results_file  # bench/results_file.py (this script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pgfleet.cli"]
@@ -64,15 +63,9 @@ def main() -> None:
         "stack": a.stack,
         "hosts": n_hosts,
         "apt_cache": "purged before cold run" if a.purge_apt else "kept (cold = no base image only)",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                    "kernel": platform.release()},
         "runs": runs,
     }
-    out = ROOT / "bench" / "results" / "lab_up.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    results_file.write("lab_up", result)
 
 
 if __name__ == "__main__":
