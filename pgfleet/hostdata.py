@@ -102,6 +102,10 @@ def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
     ]
     for ip in members:
         lines.append(f"hostssl replication  {PG_REPLICATION:<15} {ip}/32  scram-sha-256")
+    # Patroni reads a crashed member's timeline over a local replication
+    # connection (to localhost) before deciding on pg_rewind; without this a
+    # member that lost power never rejoins
+    lines.append(f"hostssl replication  {PG_REPLICATION:<15} 127.0.0.1/32  scram-sha-256")
     lines.append("host    replication  all             all  reject")
     lines.append(f"hostssl all          all             127.0.0.1/32  scram-sha-256")
     for ip in members:

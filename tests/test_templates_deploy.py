@@ -200,7 +200,7 @@ def test_pg_hba_denies_by_default() -> None:
     repl = [line.split() for line in hba if line.split()[1] == "replication"]
     members = set(hostdata.member_ips(inv))
     allowed = {f[3].removesuffix("/32") for f in repl if f[-1] == "scram-sha-256"}
-    assert allowed == members
+    assert allowed == members | {"127.0.0.1"}  # Patroni's local replication connection after a crash
     assert ["host", "replication", "all", "all", "reject"] in repl
     # the superuser never over the network
     first_pg_network = next(i for i, line in enumerate(hba) if line.startswith("host") and "postgres" in line.split()[2])
