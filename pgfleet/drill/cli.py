@@ -14,7 +14,8 @@ from rich.console import Console
 
 from pgfleet.errors import PgfleetError
 
-console = Console()
+# wide enough for the report table in CI logs (no terminal there)
+console = Console(width=160) if not Console().is_terminal else Console()
 
 
 def drill(

@@ -1,12 +1,12 @@
-"""What a drill may do to a cluster: :class:`ClusterControl`, and the lab's.
+"""What a drill may do to a cluster: :class:`ClusterControl`, and pgfleet's.
 
 Scenarios only speak this interface, so the same drill runs against the lab,
-a static stack or (later) Hetzner Cloud. :class:`PatroniControl` implements
-everything that goes through Patroni's REST API, the inventory's SSH access and
-the documented ``pgfleet`` commands (``dsn``, ``lab kill|partition|heal|start``).
+a static stack or (later) Hetzner Cloud. :class:`PatroniControl` implements it
+with what the deploy set up (Patroni's authenticated REST API, the inventory's
+SSH access, pgfleet's DSNs) and the lab's fault functions.
 
-What still awaits other work raises :class:`DrillNotWired` naming the missing
-piece instead of pretending; see each method.
+What a provider cannot do yet raises :class:`DrillNotWired` naming the missing
+piece instead of pretending.
 """
 
 from __future__ import annotations
@@ -14,18 +14,21 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgfleet.errors import ClusterError, PgfleetError
+
+if TYPE_CHECKING:
+    from pgfleet.inventory import Inventory
+    from pgfleet.secrets import Secrets
+    from pgfleet.spec import ClusterSpec, Spec
 
 PATRONI_PORT = 8008
 POSTGRES_PORT = 5432
@@ -223,35 +226,37 @@ _KILL_POSTMASTER = (
 
 
 class PatroniControl(ClusterControl):
-    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA) for
-    state and switchover, SSH from the inventory for commands on members,
-    the ``pgfleet`` CLI for the endpoint DSN and the lab's fault commands.
+    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
+    deploy's REST user) for state and switchover, the application DSN from
+    :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
+    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
 
-    Awaits the deploy: the REST user name and unit names below must match
-    roles/patroni and roles/etcd; ``pgfleet dsn`` must exist. Awaits the lab:
-    ``pgfleet lab kill|start|partition|heal`` reach hosts; ``pgfleet lab exec``
-    reaches a partitioned one (``sql_isolated``).
+    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
+    units ``patroni.service`` and ``etcd.service``, REST user
+    :data:`~pgfleet.hostdata.PATRONI_REST_USER`. The superuser never logs in
+    over the network (pg_hba rejects it), so direct probes and the set check
+    connect as the database owner, verify-full, with the stack's passfile.
     """
 
-    def __init__(self, stack: str, cluster: str, hosts: dict[str, str], *, ca_cert_pem: str,
-                 rest_password: str, superuser_password: str, state_dir: Path, provider: str,
-                 synchronous: bool, etcd_hosts: Sequence[str] = (), rest_user: str = "patroni",
-                 ssh_user: str = "root", ssh_key_file: str | None = None, known_hosts_file: str | None = None,
-                 database: str = "app"):
+    def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
+        from pgfleet import cluster as cluster_mod
+        from pgfleet import hostdata
+
         self.stack = stack
-        self.cluster = cluster
-        self.hosts = dict(hosts)  # member name -> address
-        self.expected_members = len(hosts)
-        self.synchronous = synchronous
-        self.provider = provider
-        self._etcd = list(etcd_hosts)
-        self._rest_auth = "Basic " + base64.b64encode(f"{rest_user}:{rest_password}".encode()).decode()
-        self._superuser_password = superuser_password
-        self._database = database
-        self._ssh = (ssh_user, ssh_key_file, known_hosts_file)
-        self._ca_file = state_dir / "drill-ca.pem"
-        self._ca_file.write_text(ca_cert_pem)
-        self._ssl = ssl.create_default_context(cadata=ca_cert_pem)
+        self.cluster = cluster.name
+        self.synchronous = cluster.synchronous
+        self.provider = spec.provider
+        self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
+        members = hostdata.cluster_members(inv, cluster.name)
+        self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
+        self.expected_members = len(self.hosts)
+        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
+        self._rest_auth = "Basic " + base64.b64encode(
+            f"{hostdata.PATRONI_REST_USER}:{secrets.password('patroni_rest')}".encode()).decode()
+        self._database = cluster.databases[0]
+        self._ssl = cluster_mod.rest_context(secrets)
+        self._ca_file = cluster_mod.ca_file(stack, secrets)
+        self._passfile = cluster_mod.passfile(stack, spec, secrets)
 
     @classmethod
     def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
@@ -259,22 +264,11 @@ class PatroniControl(ClusterControl):
         from pgfleet import inventory as inv_mod
         from pgfleet import secrets as secrets_mod
         from pgfleet import spec as spec_mod
-        from pgfleet import state
 
         spec = spec_mod.load(stack)
         name = spec_mod.environment_of(Path(stack)) if stack.endswith((".yaml", ".yml")) else stack
         c = spec.cluster(cluster) if cluster else spec.clusters[0]
-        inv = inv_mod.load(name, spec)
-        sec = secrets_mod.load(name, spec)
-        db_hosts = inv.by_role(inv_mod.ROLE_POSTGRES, c.name)
-        return cls(
-            name, c.name, {h.name: h.private_ip if spec.provider == "lab" else h.public_ip for h in db_hosts},
-            ca_cert_pem=sec.ca_cert_pem, rest_password=sec.password("patroni_rest"),
-            superuser_password=sec.password("superuser"), state_dir=state.stack_dir(name), provider=spec.provider,
-            synchronous=c.synchronous, etcd_hosts=[h.name for h in inv.by_role(inv_mod.ROLE_ETCD)],
-            ssh_user=spec.ssh_user, ssh_key_file=inv.ssh_key_file, known_hosts_file=inv.known_hosts_file,
-            database=c.databases[0].name,
-        )
+        return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
 
     # ---- Patroni REST
 
@@ -314,24 +308,28 @@ class PatroniControl(ClusterControl):
     # ---- endpoints
 
     def rw_dsn(self) -> str:
-        return self._pgfleet("dsn", self.stack).strip()
+        from pgfleet import cluster as cluster_mod
+
+        return cluster_mod.dsn(self.stack, self._spec, self._inv, self._secrets, self._cluster)
 
     def direct_dsn(self, member: str) -> str:
         from psycopg.conninfo import make_conninfo
 
-        return make_conninfo(host=self.hosts[member], port=POSTGRES_PORT, dbname=self._database, user="postgres",
-                             password=self._superuser_password, sslmode="verify-full", sslrootcert=str(self._ca_file))
+        return make_conninfo(host=self.hosts[member], port=POSTGRES_PORT, dbname=self._database.name,
+                             user=self._database.owner, passfile=str(self._passfile),
+                             sslmode="verify-full", sslrootcert=str(self._ca_file))
 
     # ---- commands on members
 
     def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
-        user, key, known = self._ssh
+        if member not in self.hosts:
+            raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
         cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-        if key:
-            cmd += ["-i", key, "-o", "IdentitiesOnly=yes"]
-        if known:
-            cmd += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
-        cmd += [f"{user}@{self.hosts[member]}", shlex.join(argv)]
+        if self._inv.ssh_key_file:
+            cmd += ["-i", self._inv.ssh_key_file, "-o", "IdentitiesOnly=yes"]
+        if self._inv.known_hosts_file:
+            cmd += ["-o", f"UserKnownHostsFile={self._inv.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+        cmd += [f"{self._spec.ssh_user}@{self.hosts[member]}", shlex.join(argv)]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -345,38 +343,44 @@ class PatroniControl(ClusterControl):
 
     # ---- faults only a provider can cause
 
-    def _lab(self, verb: str, member: str) -> None:
+    def _lab(self, verb: str) -> None:
         if self.provider != "lab":
             raise DrillNotWired(f"'{verb}' on provider {self.provider!r} is not built yet: the lab does it with "
                                 f"'pgfleet lab {verb}'; Hetzner needs a power/firewall action through its API (issue 6)")
-        self._pgfleet("lab", verb, member, "--stack", self.stack)
 
     def power_off(self, member: str) -> None:
-        self._lab("kill", member)
+        from pgfleet import lab
+
+        self._lab("kill")
+        if not lab.kill(self._spec, member):
+            raise ClusterError(f"{member} was not running, so it could not be powered off")
 
     def power_on(self, member: str) -> None:
-        self._lab("start", member)
+        from pgfleet import lab
+
+        self._lab("start")
+        lab.start(self._spec, member)
 
     def partition(self, member: str) -> None:
-        self._lab("partition", member)
+        from pgfleet import lab
+
+        self._lab("partition")
+        lab.partition(self._spec, member)
 
     def heal(self, member: str) -> None:
-        self._lab("heal", member)
+        from pgfleet import lab
+
+        self._lab("heal")
+        lab.heal(self._spec, member)
 
     def sql_isolated(self, member: str, sql: str) -> str:
-        """SQL on a partitioned member through the lab's console (no network needed)."""
-        if self.provider != "lab":
-            raise DrillNotWired(f"reaching a partitioned member on provider {self.provider!r} is not built yet: "
-                                "the lab does it with 'pgfleet lab exec'")
-        psql = f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database)} -c {shlex.quote(sql)}"
-        return self._pgfleet("lab", "exec", member, "--stack", self.stack, "--", psql)
+        """SQL on a partitioned member through the lab's console (no network needed), as postgres over its socket."""
+        from pgfleet import lab
 
-    def _pgfleet(self, *args: str) -> str:
-        """Run a documented ``pgfleet`` command; one that does not exist yet is reported as such."""
-        p = subprocess.run([sys.executable, "-m", "pgfleet.cli", *args], capture_output=True, text=True, timeout=300)
-        if p.returncode != 0:
-            text = (p.stderr or p.stdout).strip()
-            if "No such command" in text:
-                raise DrillNotWired(f"'pgfleet {args[0]}' does not exist yet (the drill needs 'pgfleet {' '.join(args)}')")
-            raise ClusterError(f"'pgfleet {' '.join(args)}' failed: {text}")
-        return p.stdout
+        self._lab("exec")
+        psql = (f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
+                f"-c {shlex.quote(sql)}")
+        cp = lab.exec_on(self._spec, member, psql, timeout=30, check=False)
+        if cp.returncode != 0:
+            raise ClusterError(f"{member}: {sql} failed: {(cp.stderr or cp.stdout).strip()}")
+        return cp.stdout
