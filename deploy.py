@@ -5,12 +5,12 @@
 Order matters and is the same on every host: packages and kernel first, then
 the firewall (so no service is ever reachable more widely than it should be),
 TLS, etcd (the DCS Patroni needs), PostgreSQL under Patroni, the databases on
-the leader, then PgBouncer and HAProxy in front of them.
+the leader, the backup repository (stanza, timers), then PgBouncer and HAProxy in front of them.
 """
 
 from pyinfra import host
 
-from roles import base, databases, etcd, firewall, haproxy, patroni, pgbouncer, tls
+from roles import base, databases, etcd, firewall, haproxy, patroni, pgbackrest, pgbouncer, tls
 
 base.apply()
 firewall.apply()
@@ -20,5 +20,6 @@ if "etcd" in host.groups:
 if "postgres" in host.groups:
     patroni.apply()
     databases.apply()
+    pgbackrest.apply()
     pgbouncer.apply()
     haproxy.apply()

@@ -61,6 +61,10 @@ from pgfleet.deploy_cli import COMMANDS as _deploy_commands  # noqa: E402
 
 for _command in _deploy_commands:  # deploy, up, down, status, dsn
     app.command()(_command)
+from pgfleet.backup.cli import COMMANDS as _backup_commands  # noqa: E402
+
+for _command in _backup_commands:  # backup, backups, restore, check-backups
+    app.command()(_command)
 
 
 def main() -> None:

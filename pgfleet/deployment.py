@@ -56,7 +56,14 @@ def run(stack: str, spec: Spec, *, dry: bool = False, limit: str | None = None, 
     inv = inv_mod.load(stack, spec)
     if limit:
         inv.host(limit)  # a clear error for an unknown host
-    secrets.load(stack, spec)  # created (lab) or fetched before any host is touched
+    sec = secrets.load(stack, spec)  # created (lab) or fetched before any host is touched
+    if spec.backups.enabled and not dry:
+        # wrong keys or someone else's repository stop the deploy here, before any host changes
+        from pgfleet.backup.cli import claim_buckets
+
+        for line in claim_buckets(stack, spec, inv, sec):
+            if echo:
+                sys.stderr.write(line + "\n")
     argv, env = command(stack, dry=dry, limit=limit)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None and proc.stdout is not None

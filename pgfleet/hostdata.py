@@ -37,7 +37,7 @@ TLS_DIR = "/etc/pgfleet/tls"
 #: Debian's group for reading TLS keys; postgres is in it, etcd gets it in its unit.
 TLS_GROUP = "ssl-cert"
 
-POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "python3-etcd", "pgbouncer", "haproxy"]
+POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "python3-etcd", "pgbouncer", "haproxy", "pgbackrest"]
 ETCD_PACKAGES = ["etcd-server", "etcd-client"]
 BASE_PACKAGES = ["ca-certificates", "curl", "nftables", "ssl-cert", "python3", "python3-yaml"]
 CLIENT_PACKAGES = ["postgresql-client"]
@@ -132,8 +132,44 @@ def dynamic_config(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         "postgresql": {
             "use_pg_rewind": True,
             "use_slots": True,
-            "parameters": sizing.postgres_parameters(spec, cluster),
+            "parameters": {**sizing.postgres_parameters(spec, cluster), **archive_parameters(spec, cluster)},
         },
+    }
+
+
+def archive_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
+    """WAL archiving to the cluster's pgBackRest repository (asynchronous: pgBackRest queues and pushes in parallel)."""
+    if not spec.backups.enabled:
+        return {}
+    return {"archive_mode": "on", "archive_command": f'pgbackrest --stanza={cluster.name} archive-push "%p"'}
+
+
+def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
+    """pgBackRest host data (no secrets): the repository, schedules, retention and how Patroni uses it."""
+    from pgfleet.backup import repo
+
+    b = spec.backups
+    if not b.enabled:
+        return {"pgbackrest_enabled": False, "patroni_restore_command": "", "patroni_create_replica_methods": ["basebackup"]}
+    host, port = repo.endpoint(spec)
+    stanza = cluster.name
+    return {
+        "pgbackrest_enabled": True,
+        "pgbackrest_stanza": stanza,
+        "pgbackrest_s3_endpoint": host,
+        "pgbackrest_s3_port": port,
+        "pgbackrest_s3_bucket": b.bucket,
+        "pgbackrest_s3_region": b.region,
+        "pgbackrest_repo_path": repo.repo_path(spec, cluster),
+        "pgbackrest_ca_file": f"{TLS_DIR}/ca.crt" if repo.uses_cluster_ca(spec) else "",
+        "pgbackrest_process_max": sizing.backup_process_max(cluster),
+        "pgbackrest_retention_full": b.retention_full,
+        "pgbackrest_retention_diff": b.retention_diff,
+        "pgbackrest_schedules": {"full": b.full_schedule, "diff": b.diff_schedule},
+        "patroni_restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"',
+        # a new or rebuilt member restores from the repository (sparing the primary), basebackup if that fails
+        "patroni_create_replica_methods": ["pgbackrest", "basebackup"],
+        "patroni_pgbackrest_command": f"/usr/bin/pgbackrest --stanza={stanza} --delta restore --type=standby",
     }
 
 
@@ -196,6 +232,7 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "pgbouncer_default_pool_size": fit.pool_size,
             "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
             "haproxy_members": [{"name": m.name, "ip": m.private_ip} for m in members],
+            **backup_data(spec, c),
         })
     return d
 

@@ -231,3 +231,8 @@ def network_sysctls() -> dict[str, str]:
         "net.ipv4.tcp_keepalive_probes": "6",
         "net.ipv4.ip_local_port_range": "10000 65000",
     }
+
+
+def backup_process_max(cluster: ClusterSpec) -> int:
+    """pgBackRest's parallel compress/transfer processes: half the cores, so PostgreSQL keeps the rest."""
+    return max(1, cluster.server.cores // 2)

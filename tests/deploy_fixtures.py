@@ -10,10 +10,10 @@ from typing import Any
 
 from pgfleet import hostdata, inventory, secrets, spec
 from pgfleet.inventory import Inventory, InventoryHost
-from roles import base, databases, etcd, firewall, haproxy, patroni, pgbouncer, tls
+from roles import base, databases, etcd, firewall, haproxy, patroni, pgbackrest, pgbouncer, tls
 
 ROLE_DEFAULTS: dict[str, Any] = {}
-for _role in (base, tls, firewall, etcd, patroni, databases, pgbouncer, haproxy):
+for _role in (base, tls, firewall, etcd, patroni, databases, pgbackrest, pgbouncer, haproxy):
     ROLE_DEFAULTS.update(_role.DEFAULTS)
 
 LB_ADDRESS = "10.42.1.254"

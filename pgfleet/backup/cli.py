@@ -1,0 +1,399 @@
+"""``pgfleet backup | backups | restore | check-backups``: the cluster's pgBackRest repository.
+
+Every command runs pgBackRest on the database nodes over SSH (as the
+``postgres`` user; the keys stay in the nodes' 0640 pgbackrest.conf and never
+appear on a command line). pgfleet/cli.py registers :data:`COMMANDS`.
+
+``restore`` is an in-place point-in-time restore of the whole cluster:
+
+1. the target is checked against the restorable window (after pushing the
+   current WAL to the repository) and refused, with the window, before
+   anything is touched; without ``--yes`` it says what would be lost;
+2. Patroni is stopped on every member (replicas first) and the cluster's
+   state in etcd is removed (``patronictl remove``);
+3. one member is restored (``pgbackrest restore --type=time``), recovered by
+   PostgreSQL itself to the target and promoted onto a new timeline, then
+   handed back to Patroni, which makes it the leader;
+4. a full backup of the new timeline is taken, and the other members are
+   wiped and started: Patroni re-creates them from that backup
+   (``create_replica_methods``: pgbackrest first), then they stream.
+
+The application DSN does not change: HAProxy follows Patroni's leader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from pgfleet import cluster as cluster_mod
+from pgfleet import inventory as inv_mod
+from pgfleet import secrets as secrets_mod
+from pgfleet.backup import bucket, catalog, repo
+from pgfleet.errors import ClusterError, PgfleetError
+from pgfleet.hostdata import cluster_members
+from pgfleet.inventory import Inventory, InventoryHost
+from pgfleet.secrets import Secrets
+from pgfleet.spec import ClusterSpec, Spec
+from pgfleet.spec import load as load_spec
+
+Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
+
+DATA_DIR = "/var/lib/postgresql/17/data"
+BIN_DIR = "/usr/lib/postgresql/17/bin"
+PATRONI_CONFIG = "/etc/patroni/patroni.yml"
+#: Grace on top of the longest gap between scheduled backups before the newest one counts as too old.
+BACKUP_AGE_GRACE = dt.timedelta(hours=2)
+#: WAL segments waiting for the archiver beyond which archiving counts as stuck.
+ARCHIVE_BACKLOG_MAX = 64
+
+
+class BackupError(PgfleetError):
+    """A backup command failed; the message names the host, the step and its output."""
+
+
+@dataclass
+class Ctx:
+    stack: str
+    spec: Spec
+    cluster: ClusterSpec
+    inv: Inventory
+    secrets: Secrets
+
+    @property
+    def stanza(self) -> str:
+        return self.cluster.name
+
+    @property
+    def hosts(self) -> list[InventoryHost]:
+        return cluster_members(self.inv, self.cluster.name)
+
+    def host(self, name: str) -> InventoryHost:
+        return next(h for h in self.hosts if h.name == name)
+
+
+def context(stack: str, cluster: str | None) -> Ctx:
+    from pgfleet.cli import stack_name
+
+    s = load_spec(stack)
+    if not s.backups.enabled:
+        raise PgfleetError(f"stack {stack}: backups are not enabled (pgfleet:backups.enabled)")
+    name = stack_name(stack)
+    c = s.cluster(cluster) if cluster else s.clusters[0]
+    return Ctx(name, s, c, inv_mod.load(name, s), secrets_mod.load(name, s))
+
+
+# ---- commands on nodes
+
+
+def ssh_argv(inv: Inventory, h: InventoryHost, command: str) -> list[str]:
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-p", str(h.ssh_port)]
+    if inv.ssh_key_file:
+        argv += ["-i", inv.ssh_key_file, "-o", "IdentitiesOnly=yes"]
+    if inv.known_hosts_file:
+        argv += ["-o", f"UserKnownHostsFile={inv.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+    return [*argv, f"{h.ssh_user}@{h.public_ip}", command]
+
+
+def run(ctx: Ctx, h: InventoryHost, argv: list[str] | str, step: str, *, timeout: float = 600,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command on a node; BackupError names host, step and output on failure."""
+    command = argv if isinstance(argv, str) else shlex.join(argv)
+    try:
+        p = subprocess.run(ssh_argv(ctx.inv, h, command), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BackupError(f"{h.name}: {step} did not finish within {timeout:.0f} s ({command})") from None
+    if check and p.returncode != 0:
+        out = (p.stdout + p.stderr).strip()
+        raise BackupError(f"{h.name}: {step} failed (exit {p.returncode}): {command}\n{out[-3000:]}")
+    return p
+
+
+def pgbackrest(ctx: Ctx, h: InventoryHost, *args: str, step: str, timeout: float = 3600,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(ctx, h, repo.pgbackrest(ctx.stanza, *args), step, timeout=timeout, check=check)
+
+
+def psql(ctx: Ctx, h: InventoryHost, sql: str, *, check: bool = True) -> str:
+    argv = ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    return run(ctx, h, argv, f"query {sql!r}", timeout=60, check=check).stdout.strip()
+
+
+def leader(ctx: Ctx) -> InventoryHost:
+    ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
+    ld = cluster_mod.leader(ms)
+    if ld is None:
+        raise ClusterError(f"cluster {ctx.cluster.name!r} has no leader: {ms}")
+    return ctx.host(ld.name)
+
+
+def claim_buckets(stack: str, spec: Spec, inv: Inventory, sec: Secrets) -> list[str]:
+    """Create or claim each cluster's repository path in the bucket (deploy runs this before touching hosts)."""
+    ca = cluster_mod.ca_file(stack, sec) if repo.uses_cluster_ca(spec) else None
+    out = []
+    for c in spec.clusters:
+        t = repo.bucket_target(spec, c, sec, ca)
+        try:
+            done = bucket.ensure_bucket(t, {"stack": stack, "cluster": c.name})
+        except bucket.BucketError as e:
+            raise bucket.BucketError(f"deploy of {stack} stopped at the backup bucket step, before any host was changed: {e}") from None
+        out.append(f"backups: {c.name}: bucket {t.bucket!r} at {t.url}: {done}")
+    return out
+
+
+# ---- catalog and window
+
+
+def info(ctx: Ctx, h: InventoryHost) -> catalog.Catalog:
+    p = pgbackrest(ctx, h, "--output=json", "info", step="pgbackrest info", timeout=120)
+    return catalog.parse_info(p.stdout, ctx.stanza)
+
+
+def last_archived(ctx: Ctx, h: InventoryHost) -> dt.datetime | None:
+    v = psql(ctx, h, "SELECT coalesce(extract(epoch FROM last_archived_time)::text, '') FROM pg_stat_archiver")
+    return dt.datetime.fromtimestamp(float(v), tz=dt.timezone.utc) if v else None
+
+
+def parse_target(text: str) -> dt.datetime | None:
+    """``latest`` (None) or an ISO 8601 time with a zone."""
+    if text == "latest":
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if re.match(r"\d{4}-\d\d-\d\d \d", text) else text)
+    except ValueError:
+        raise catalog.RestoreRefused(f"restore target {text!r} is not a time: give ISO 8601 with a zone "
+                                     "(e.g. 2026-11-25T08:15:00+00:00) or 'latest'") from None
+    return t
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _t(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+# ---- the commands
+
+
+def backup(stack: Stack,
+           type_: Annotated[str, typer.Option("--type", help="full | diff | incr")] = "full",
+           cluster: ClusterOpt = None) -> None:
+    """Take a backup now, on the current leader's node (as the scheduled units do)."""
+    if type_ not in repo.TYPES:
+        raise PgfleetError(f"--type {type_!r}: choose one of {', '.join(repo.TYPES)}")
+    ctx = context(stack, cluster)
+    h = leader(ctx)
+    p = pgbackrest(ctx, h, f"--type={type_}", "backup", step=f"{type_} backup")
+    cat = info(ctx, h)
+    newest = max(cat.backups, key=lambda b: b.stop)
+    print(f"{ctx.stack} / {ctx.cluster.name}: {type_} backup {newest.label} taken on {h.name} "
+          f"({_size(newest.size)}, {_size(newest.repo_size)} in the repository)")
+    for line in p.stdout.splitlines():
+        if "backup command end" in line or "new backup label" in line:
+            print("  " + line.strip())
+
+
+def backups(stack: Stack, cluster: ClusterOpt = None) -> None:
+    """The repository's backups (times, sizes, WAL range) and the restorable window."""
+    ctx = context(stack, cluster)
+    h = leader(ctx)
+    cat = info(ctx, h)
+    w = catalog.window(cat, last_archived(ctx, h))
+    rows = [("label", "type", "start", "stop", "size", "repo size", "WAL start", "WAL stop")]
+    rows += [(b.label, b.type, _t(b.start), _t(b.stop), _size(b.size), _size(b.repo_size), b.wal_start, b.wal_stop)
+             for b in sorted(cat.backups, key=lambda b: b.stop)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"{ctx.stack} / {ctx.cluster.name}: stanza {cat.stanza} ({cat.status_message})")
+    for r in rows:
+        print("  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip())
+    print(f"archived WAL: {cat.wal_min or '-'} .. {cat.wal_max or '-'}")
+    print(f"earliest restorable: {_t(w.earliest) if w.earliest else '-'}")
+    print(f"latest restorable:   {_t(w.latest) if w.latest else '-'}")
+
+
+def restore(stack: Stack,
+            to: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone, or 'latest'")],
+            yes: Annotated[bool, typer.Option("--yes", help="really replace the cluster's data")] = False,
+            cluster: ClusterOpt = None) -> None:
+    """Point-in-time restore of the whole cluster in place; every member is rebuilt."""
+    ctx = context(stack, cluster)
+    target = parse_target(to)
+    ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
+    ld = cluster_mod.leader(ms)
+    first = ctx.host(ld.name) if ld else ctx.hosts[0]
+    if ld is not None:
+        # push the WAL written so far to the repository, so "now" is restorable
+        pgbackrest(ctx, first, "--archive-timeout=60", "check", step="pushing the current WAL (pgbackrest check)", timeout=180)
+    cat = info(ctx, first)
+    w = catalog.window(cat, last_archived(ctx, first) if ld else None)
+    if target is not None:
+        catalog.check_target(w, target)
+    elif w.earliest is None:
+        raise catalog.RestoreRefused(f"cannot restore: {w}")
+    moment = "the last archived WAL" if target is None else target.isoformat(timespec="seconds")
+    if not yes:
+        raise PgfleetError(
+            f"this replaces the data of cluster {ctx.cluster.name!r} on all {len(ctx.hosts)} members "
+            f"({', '.join(h.name for h in ctx.hosts)}) with its state at {moment}: every change committed after "
+            f"that moment is lost, and clients are disconnected while it runs. Restorable: {w}. Re-run with --yes to do it")
+    started = time.monotonic()
+    say = _say(started)
+    say(f"restoring {ctx.stack} / {ctx.cluster.name} to {moment} on {first.name} (restorable: {w})")
+    order = [h for h in ctx.hosts if h.name != first.name] + [first]
+    for h in order:
+        run(ctx, h, "systemctl stop patroni", "stopping Patroni", timeout=300)
+        say(f"{h.name}: Patroni and PostgreSQL stopped")
+    run(ctx, first, f"printf '%s\\nYes I am aware\\n' {shlex.quote(ctx.cluster.name)} | "
+        f"patronictl -c {PATRONI_CONFIG} remove {shlex.quote(ctx.cluster.name)}", "removing the cluster's state from etcd")
+    say(f"cluster state removed from etcd (patronictl remove {ctx.cluster.name})")
+    kind = ["--type=default"] if target is None else ["--type=time", f"--target={target.isoformat()}"]
+    pgbackrest(ctx, first, "--delta", *kind, "--target-action=promote", "restore", step="pgbackrest restore")
+    say(f"{first.name}: restored from the repository, recovering")
+    recover_and_promote(ctx, first)
+    tl = psql_after_patroni_start(ctx, first)
+    say(f"{first.name}: leader again under Patroni, timeline {tl}")
+    pgbackrest(ctx, first, "--type=full", "backup", step="full backup of the new timeline")
+    say(f"{first.name}: full backup of the new timeline taken (replicas are rebuilt from it)")
+    for h in order[:-1]:
+        run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && systemctl start patroni", "wiping and starting the replica")
+        say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
+    cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=900)
+    say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
+
+
+def _say(started: float):
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {msg}", flush=True)
+    return say
+
+
+def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> None:
+    """Let PostgreSQL replay to the target and promote, outside Patroni; then stop it and drop the recovery settings."""
+    pg_ctl = f"runuser -u postgres -- {BIN_DIR}/pg_ctl -D {DATA_DIR}"
+    log = "/var/log/postgresql/pgfleet-restore.log"
+    run(ctx, h, f"install -o postgres -g postgres -m 0640 /dev/null {log} && {pg_ctl} -l {log} -w -t 60 start || "
+        f"{{ tail -n 40 {log}; exit 1; }}", "starting PostgreSQL for recovery", timeout=120, check=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        p = run(ctx, h, ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()"],
+                "asking whether recovery ended", timeout=30, check=False)
+        if p.returncode == 0 and p.stdout.strip() == "f":
+            break
+        alive = run(ctx, h, f"{pg_ctl} status", "pg_ctl status", timeout=30, check=False).returncode == 0
+        if not alive or time.monotonic() > deadline:
+            tail = run(ctx, h, f"tail -n 40 {log}", "reading the recovery log", timeout=30, check=False).stdout
+            raise BackupError(f"{h.name}: recovery did not reach the target and promote "
+                              f"({'PostgreSQL exited' if not alive else 'timed out'}); {log}:\n{tail}")
+        time.sleep(1)
+    run(ctx, h, f"{pg_ctl} -m fast -w -t 300 stop", "stopping the recovered PostgreSQL", timeout=330)
+    # pgBackRest wrote the recovery target into postgresql.auto.conf: it must not outlive this restore
+    run(ctx, h, f"sed -i -e '/^# Recovery settings generated by pgBackRest/d' -e '/^restore_command/d' "
+        f"-e '/^recovery_target/d' {DATA_DIR}/postgresql.auto.conf", "removing the recovery settings")
+
+
+def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | None:
+    run(ctx, h, "systemctl start patroni", "starting Patroni on the restored member")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ld = cluster_mod.leader(cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets))
+        except ClusterError:
+            ld = None
+        if ld is not None and ld.name == h.name and ld.state == "running":
+            return ld.timeline
+        time.sleep(1)
+    log = run(ctx, h, "journalctl -u patroni -n 40 --no-pager", "reading Patroni's log", check=False).stdout
+    raise BackupError(f"{h.name}: Patroni did not take the restored data as leader within {timeout:.0f} s:\n{log}")
+
+
+# ---- check-backups
+
+
+def schedule_gap(ctx: Ctx, h: InventoryHost) -> dt.timedelta:
+    """The longest time between two scheduled backups (full and diff together), from systemd's own calendar."""
+    times: list[dt.datetime] = []
+    for sched in (ctx.spec.backups.full_schedule, ctx.spec.backups.diff_schedule):
+        out = run(ctx, h, ["systemd-analyze", "calendar", "--iterations=10", sched], "reading the backup schedule", timeout=30).stdout
+        for m in re.finditer(r"\(in UTC\): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", out):
+            times.append(dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc))
+    times.sort()
+    if len(times) < 2:
+        raise BackupError(f"cannot read the backup schedules {ctx.spec.backups.full_schedule!r}, {ctx.spec.backups.diff_schedule!r}")
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+def problems(ctx: Ctx) -> tuple[list[str], list[str]]:
+    """(what is fine, what is wrong) about the cluster's backups."""
+    ok: list[str] = []
+    bad: list[str] = []
+    h = leader(ctx)
+    a = psql(ctx, h, "SELECT json_build_object('archived', archived_count, 'last_wal', last_archived_wal, "
+                     "'last_archived', extract(epoch FROM last_archived_time), 'failed', failed_count, "
+                     "'last_failed_wal', last_failed_wal, 'last_failed', extract(epoch FROM last_failed_time)) FROM pg_stat_archiver")
+    st = json.loads(a)
+    la, lf = st["last_archived"], st["last_failed"]
+    if lf is not None and (la is None or lf >= la):
+        bad.append(f"WAL archiving is failing on {h.name}: {st['failed']} failure(s), last for {st['last_failed_wal']} at "
+                   f"{_t(dt.datetime.fromtimestamp(lf, dt.timezone.utc))}, last success "
+                   f"{_t(dt.datetime.fromtimestamp(la, dt.timezone.utc)) if la else 'never'} (see runbooks/archiving-stuck.md)")
+    else:
+        ok.append(f"WAL archiving flows on {h.name}: {st['archived']} archived, last {st['last_wal']}")
+    ready = run(ctx, h, f"find {DATA_DIR}/pg_wal/archive_status -name '*.ready' | wc -l", "counting WAL waiting to be archived").stdout
+    backlog = int(ready.strip() or 0)
+    (bad if backlog > ARCHIVE_BACKLOG_MAX else ok).append(f"{backlog} WAL segment(s) waiting to be archived on {h.name}")
+    chk = pgbackrest(ctx, h, "--archive-timeout=20", "--io-timeout=10", "check", step="pgbackrest check", timeout=120, check=False)
+    if chk.returncode != 0:
+        err = [line.strip() for line in (chk.stdout + chk.stderr).splitlines() if "ERROR" in line or "WARN" in line]
+        bad.append(f"the repository does not answer 'pgbackrest check' from {h.name}: {' '.join(err[-3:]) or chk.returncode}")
+    else:
+        ok.append(f"the repository is reachable and takes WAL ('pgbackrest check' on {h.name})")
+    failed_units = run(ctx, h, "systemctl --failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
+                       "listing failed backup units", timeout=30).stdout.split()
+    if failed_units:
+        bad.append(f"scheduled backup failed on {h.name}: {', '.join(failed_units)} (journalctl -u {failed_units[0]})")
+    if chk.returncode == 0:
+        cat = info(ctx, h)
+        if not cat.backups:
+            bad.append("the repository has no backup yet ('pgfleet backup STACK')")
+        else:
+            newest = max(cat.backups, key=lambda b: b.stop)
+            age = dt.datetime.now(dt.timezone.utc) - newest.stop
+            allowed = schedule_gap(ctx, h) + BACKUP_AGE_GRACE
+            msg = f"newest backup {newest.label} ({newest.type}) is {_age(age)} old (allowed: {_age(allowed)})"
+            (bad if age > allowed else ok).append(msg)
+    return ok, bad
+
+
+def _age(d: dt.timedelta) -> str:
+    s = int(d.total_seconds())
+    return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s"
+
+
+def check_backups(stack: Stack, cluster: ClusterOpt = None) -> None:
+    """Archiving flowing, repository reachable, newest backup recent enough; exit 1 with the reasons otherwise."""
+    ctx = context(stack, cluster)
+    ok, bad = problems(ctx)
+    for line in ok:
+        print(f"ok    {line}")
+    for line in bad:
+        print(f"FAIL  {line}")
+    if bad:
+        raise PgfleetError(f"backups of {ctx.stack} / {ctx.cluster.name} need attention: {len(bad)} problem(s)")
+
+
+COMMANDS = (backup, backups, restore, check_backups)

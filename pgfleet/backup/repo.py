@@ -1,0 +1,48 @@
+"""Where a cluster's pgBackRest repository lives, and the commands that reach it.
+
+One definition used by the deploy (host data, bucket claim) and the CLI, so
+the repository a backup is written to is the one a restore reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgfleet.backup.bucket import BucketTarget
+from pgfleet.secrets import Secrets
+from pgfleet.spec import ClusterSpec, Spec
+
+#: pgBackRest's configuration on every database node (0640 root:postgres: it holds the keys).
+CONFIG = "/etc/pgbackrest/pgbackrest.conf"
+SPOOL = "/var/spool/pgbackrest"
+#: Backup kinds and their systemd units (timers for full and diff; incr on demand).
+TYPES = ("full", "diff", "incr")
+
+
+def repo_path(spec: Spec, cluster: ClusterSpec) -> str:
+    """``<backups.path>/<environment>-<cluster>``: one repository per cluster, never shared."""
+    return f"/{spec.backups.path.strip('/')}/{spec.environment}-{cluster.name}"
+
+
+def endpoint(spec: Spec) -> tuple[str, int]:
+    """(host, port) of the S3 endpoint; https on 443 unless a port is given."""
+    raw = (spec.backups.endpoint or "").removeprefix("https://").rstrip("/")
+    host, _, port = raw.partition(":")
+    return host, int(port) if port else 443
+
+
+def uses_cluster_ca(spec: Spec) -> bool:
+    """The lab's object store has a certificate from the cluster CA; cloud object storage a public one."""
+    return spec.provider == "lab"
+
+
+def bucket_target(spec: Spec, cluster: ClusterSpec, secrets: Secrets, ca_file: Path | None) -> BucketTarget:
+    host, port = endpoint(spec)
+    return BucketTarget(endpoint=f"{host}:{port}", region=spec.backups.region, bucket=spec.backups.bucket or "",
+                        repo_path=repo_path(spec, cluster), access_key=secrets.password("s3_access_key"),
+                        secret_key=secrets.password("s3_secret_key"), ca_file=str(ca_file) if ca_file else None)
+
+
+def pgbackrest(stanza: str, *args: str) -> list[str]:
+    """A pgBackRest command line as the postgres user (keys come from CONFIG, never from here)."""
+    return ["runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={stanza}", *args]

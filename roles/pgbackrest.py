@@ -1,0 +1,83 @@
+"""pgBackRest on every database node: the S3 repository, the stanza, scheduled backups.
+
+The configuration holds the object storage keys and the repository
+passphrase, so it is uploaded from memory as 0640 root:postgres and the
+commands here never carry them. WAL archiving itself is wired through
+Patroni (``archive_command`` in the dynamic configuration, ``restore_command``
+and ``create_replica_methods`` in patroni.yml); this role makes the
+repository ready for it: the stanza is created once, on the leader, and
+``pgbackrest check`` proves a WAL segment reaches the repository.
+
+Backups run from systemd timers present on every member; the unit goes
+through the leader guard, so only the current leader's node backs up (no
+double backups after a failover) and a failure fails the unit visibly.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+
+from pgfleet.backup import repo
+from pgfleet.hostdata import secrets_for
+from roles._common import HELPERS_DIR, converge, data, put, render
+from roles.patroni import DEFAULTS as PATRONI_DEFAULTS
+
+DEFAULTS = {
+    "pgbackrest_enabled": False,
+    "pgbackrest_spool": repo.SPOOL,
+    "pgbackrest_config": repo.CONFIG,
+    "pgbackrest_pg_path": PATRONI_DEFAULTS["patroni_data_dir"],
+}
+
+SCHEDULED = ("full", "diff")
+
+
+def config(d: dict, s3_key: str, s3_key_secret: str, cipher_pass: str) -> str:
+    return render("pgbackrest/pgbackrest.conf.j2", **d, s3_key=s3_key, s3_key_secret=s3_key_secret, cipher_pass=cipher_pass)
+
+
+def units(d: dict) -> dict[str, str]:
+    """``pgbackrest-<kind>.service`` / ``.timer`` contents for the scheduled kinds."""
+    out = {}
+    for kind in SCHEDULED:
+        ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "helpers_dir": HELPERS_DIR}
+        out[f"pgbackrest-{kind}.service"] = render("pgbackrest/backup.service.j2", **ctx)
+        out[f"pgbackrest-{kind}.timer"] = render("pgbackrest/backup.timer.j2", **ctx)
+    return out
+
+
+def stanza_identity(d: dict) -> str:
+    """What the stanza was created for: a new repository (endpoint, bucket, path) creates it again."""
+    keys = ("pgbackrest_stanza", "pgbackrest_s3_endpoint", "pgbackrest_s3_port", "pgbackrest_s3_bucket", "pgbackrest_repo_path")
+    return json.dumps({k: d[k] for k in keys}, sort_keys=True)
+
+
+@deploy("pgBackRest", data_defaults=DEFAULTS)
+def apply() -> None:
+    d = host.data
+    if not d.pgbackrest_enabled:
+        return
+    s = secrets_for(d.pgfleet_stack)
+    files.directory(name="pgBackRest configuration directory", path="/etc/pgbackrest", user="root", group="postgres", mode="0750")
+    for path in ("/var/log/pgbackrest", d.pgbackrest_spool):
+        files.directory(name=f"pgBackRest {path}", path=path, user="postgres", group="postgres", mode="0750")
+    put("pgBackRest configuration", d.pgbackrest_config,
+        config(data(), s.password("s3_access_key"), s.password("s3_secret_key"), s.password("backup_cipher")),
+        mode="0640", group="postgres")
+
+    stanza = d.pgbackrest_stanza
+    pgbr = f"runuser -u postgres -- pgbackrest --stanza={stanza}"
+    # on every member: the leader creates the stanza, the others record that the leader did
+    converge("pgbackrest-stanza.json", stanza_identity(data()),
+             f"{HELPERS_DIR}/on-leader.sh sh -c '{pgbr} stanza-create && {pgbr} check'")
+
+    changed = []
+    for name, text in units(data()).items():
+        changed.append(put(f"Unit {name}", f"/etc/systemd/system/{name}", text))
+    systemd.daemon_reload(name="systemd: reload units (backup timers)", _if=lambda: any(c.did_change() for c in changed))
+    for kind in SCHEDULED:
+        systemd.service(name=f"Timer pgbackrest-{kind}", service=f"pgbackrest-{kind}.timer", running=True, enabled=True)
