@@ -175,6 +175,11 @@ def parse_target(text: str) -> dt.datetime | None:
     return t
 
 
+def pgbackrest_time(t: dt.datetime) -> str:
+    """pgBackRest's (and PostgreSQL's) time format: ``YYYY-MM-DD HH:MM:SS.ffffff+00``, in UTC."""
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -233,8 +238,10 @@ def restore(stack: Stack,
     """Point-in-time restore of the whole cluster in place; every member is rebuilt."""
     ctx = context(stack, cluster)
     target = parse_target(to)
-    ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
-    ld = cluster_mod.leader(ms)
+    try:
+        ld = cluster_mod.leader(cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets))
+    except ClusterError:
+        ld = None  # every member down (e.g. after losing them all): restore onto the first
     first = ctx.host(ld.name) if ld else ctx.hosts[0]
     if ld is not None:
         # push the WAL written so far to the repository, so "now" is restorable
@@ -261,7 +268,7 @@ def restore(stack: Stack,
     run(ctx, first, f"printf '%s\\nYes I am aware\\n' {shlex.quote(ctx.cluster.name)} | "
         f"patronictl -c {PATRONI_CONFIG} remove {shlex.quote(ctx.cluster.name)}", "removing the cluster's state from etcd")
     say(f"cluster state removed from etcd (patronictl remove {ctx.cluster.name})")
-    kind = ["--type=default"] if target is None else ["--type=time", f"--target={target.isoformat()}"]
+    kind = ["--type=default"] if target is None else ["--type=time", f"--target={pgbackrest_time(target)}"]
     pgbackrest(ctx, first, "--delta", *kind, "--target-action=promote", "restore", step="pgbackrest restore")
     say(f"{first.name}: restored from the repository, recovering")
     recover_and_promote(ctx, first)
@@ -272,8 +279,23 @@ def restore(stack: Stack,
     for h in order[:-1]:
         run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && systemctl start patroni", "wiping and starting the replica")
         say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
-    cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=900)
+    wait_all_streaming(ctx, timeout=900)
     say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
+
+
+def wait_all_streaming(ctx: Ctx, timeout: float) -> None:
+    """Every member of the inventory back (not just those Patroni knows yet), healthy, replicas streaming."""
+    deadline = time.monotonic() + timeout
+    ms: list[cluster_mod.Member] = []
+    while time.monotonic() < deadline:
+        try:
+            ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
+        except ClusterError:
+            ms = []
+        if len(ms) == len(ctx.hosts) and cluster_mod.healthy(ms, ctx.cluster.synchronous):
+            return
+        time.sleep(2)
+    raise BackupError(f"cluster {ctx.cluster.name!r} not back with {len(ctx.hosts)} streaming members after {timeout:.0f} s: {ms}")
 
 
 def _say(started: float):
