@@ -94,8 +94,15 @@ def probe_writes(dsn: str, run_id: str, timeout: float = 5.0) -> tuple[str, str]
 
 
 def probe_isolated(control: ClusterControl, member: str, run_id: str) -> tuple[str, str]:
-    """The probe through the provider's own channel, for a partitioned member."""
-    out = control.sql_isolated(member, "SELECT pg_is_in_recovery()").strip()
+    """The probe through the provider's own channel, for a partitioned member.
+
+    A server that refuses the connection (Patroni is demoting it: "shutting
+    down", "starting up") cannot accept a write either: ``unreachable``.
+    """
+    try:
+        out = control.sql_isolated(member, "SELECT pg_is_in_recovery()").strip()
+    except PgfleetError as e:
+        return PROBE_UNREACHABLE, _last_line(str(e))
     if out == "t":
         return PROBE_STANDBY, "pg_is_in_recovery() is true"
     try:
@@ -103,8 +110,14 @@ def probe_isolated(control: ClusterControl, member: str, run_id: str) -> tuple[s
                                      f"(run_id, writer, seq, client_ts) VALUES ('{run_id}-probe', -1, {time.time_ns()}, now())")
     except PgfleetError as e:
         text = str(e)
-        return (PROBE_BLOCKED if "statement timeout" in text else PROBE_REFUSED), text.splitlines()[0]
+        return (PROBE_BLOCKED if "statement timeout" in text else PROBE_REFUSED), _last_line(text)
     return PROBE_ACCEPTED, "a write was acknowledged"
+
+
+def _last_line(text: str) -> str:
+    """psql puts the server's reason last (``FATAL: …``)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text
 
 
 def _probe(r: DrillResult, control: ClusterControl, member: str, run_id: str, isolated: bool) -> None:
@@ -138,6 +151,7 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     work = wl.Workload(dsn, wl.WorkloadConfig(writers=opts.writers, duration=opts.duration, interval=opts.interval))
     present: set[tuple[int, int]] = set()
     fault_at = None
+    ctx: DrillContext | None = None
     work.start()
     try:
         if wait_for(lambda: work.ack_count() > 0, opts.warmup + 10, 0.05) is None:
@@ -158,7 +172,8 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
             log(f"{scenario.name}: writes did not resume within {opts.new_leader_timeout:.0f}s")
 
         log(f"{scenario.name}: recovering {ctx.target}")
-        scenario.recover(control, ctx)
+        recover, ctx = ctx, None
+        scenario.recover(control, recover)
         recovered = time.monotonic()
         healthy = wait_for(lambda: not control.health(), opts.healthy_timeout, opts.poll)
         r.rejoin_s = None if healthy is None else time.monotonic() - recovered
@@ -173,6 +188,13 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
         r.aborted = f"{type(e).__name__}: {e}"
     finally:
         result = work.stop()
+        if ctx is not None:  # a step after the fault failed: still undo the fault, so the next drill finds the member
+            log(f"{scenario.name}: recovering {ctx.target} after the abort")
+            try:
+                scenario.recover(control, ctx)
+                wait_for(lambda: not control.health(), opts.healthy_timeout, opts.poll)
+            except PgfleetError as e:
+                r.notes.append(f"recovering {ctx.target} after the abort failed: {e}")
 
     final = _final_state(control, r)
     if final is not None and final.leader is not None:
