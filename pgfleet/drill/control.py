@@ -272,8 +272,9 @@ class PatroniControl(ClusterControl):
 
     # ---- Patroni REST
 
-    def _rest(self, host: str, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-        req = urllib.request.Request(f"https://{host}:{PATRONI_PORT}{path}", method="POST" if body is not None else "GET")
+    def _rest(self, host: str, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0,
+              method: str = "POST") -> tuple[int, bytes]:
+        req = urllib.request.Request(f"https://{host}:{PATRONI_PORT}{path}", method=method if body is not None else "GET")
         if body is not None:
             req.data = json.dumps(body).encode()
             req.add_header("Content-Type", "application/json")
@@ -304,6 +305,22 @@ class PatroniControl(ClusterControl):
         status, text = self._rest(self.hosts[leader], "/switchover", body, timeout=60.0)
         if status != 200:
             raise ClusterError(f"switchover {leader} → {candidate or 'any'} refused: HTTP {status} {text.decode(errors='replace').strip()}")
+
+    def patch_config(self, changes: dict[str, Any]) -> None:
+        """Change Patroni's cluster-wide (DCS) settings, as ``patronictl edit-config`` does.
+
+        For drills that break a setting on purpose; the next deploy converges it back."""
+        errors = []
+        for name, host in self.hosts.items():
+            try:
+                status, text = self._rest(host, "/config", changes, timeout=10.0, method="PATCH")
+            except (OSError, urllib.error.URLError) as e:
+                errors.append(f"{name}: {e}")
+                continue
+            if status == 200:
+                return
+            errors.append(f"{name}: HTTP {status} {text.decode(errors='replace').strip()}")
+        raise ClusterError(f"PATCH /config {changes} refused: {'; '.join(errors)}")
 
     # ---- endpoints
 
