@@ -337,7 +337,11 @@ def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -
         except ClusterError:
             ld = None
         if ld is not None and ld.name == h.name and ld.state == "running":
-            return ld.timeline
+            # Patroni reports the leader running while it still promotes the restored data: wait for read-write
+            rw = run(ctx, h, ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()"],
+                     "asking whether the leader is read-write", timeout=30, check=False)
+            if rw.returncode == 0 and rw.stdout.strip() == "f":
+                return cluster_mod.leader(cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)).timeline
         time.sleep(1)
     log = run(ctx, h, "journalctl -u patroni -n 40 --no-pager", "reading Patroni's log", check=False).stdout
     raise BackupError(f"{h.name}: Patroni did not take the restored data as leader within {timeout:.0f} s:\n{log}")
