@@ -120,9 +120,13 @@ class PatroniTiming:
     retry_timeout: int
 
 
-#: Fast profile (Pigsty's "fast"): the smallest ttl Patroni accepts, with
-#: loop_wait + 2 × retry_timeout = 15 ≤ 20.
-FAST = PatroniTiming(ttl=20, loop_wait=5, retry_timeout=5)
+#: Fast profile: the smallest ttl Patroni accepts (20); loop_wait 2 so a
+#: crashed postmaster is noticed (and restarted in place) within 2 s and the
+#: leader lease is refreshed often (a shorter loop never causes a failover; it
+#: costs one etcd write per member per loop); retry_timeout 5 tolerates a slow
+#: etcd for 5 s and gives each of 3 etcd members ~1.7 s before Patroni's client
+#: tries the next one. 2 + 2 × 5 = 12 ≤ 20. runbooks/failover-tuning.md.
+FAST = PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5)
 
 
 def patroni_timing(spec: Spec) -> PatroniTiming:
@@ -152,9 +156,24 @@ class HaproxyTiming:
 
 
 def haproxy_timing(timing: PatroniTiming) -> HaproxyTiming:
-    # A promoted member answers /primary 200 within one loop; checking every
-    # second while a state changes keeps HAProxy's share of the RTO at ~2 s.
-    return HaproxyTiming(inter=2000, fastinter=1000, downinter=1000, fall=2, rise=2)
+    """Checks of Patroni's REST API: a promoted member is routed to within
+    ``downinter`` (rise 1: Patroni answers /primary 200 only while it holds the
+    leader key, so one answer is proof enough), a failed one leaves within
+    ``inter`` + ``fall`` × ``fastinter``. Both stay well inside one loop_wait."""
+    return HaproxyTiming(inter=min(2000, timing.loop_wait * 1000), fastinter=500, downinter=500, fall=2, rise=1)
+
+
+def node_loss_write_gap(timing: PatroniTiming, haproxy: HaproxyTiming, etcd: EtcdTiming) -> tuple[float, float]:
+    """Computed bounds (s) of the write gap after the primary's host dies:
+    its leader lease expires ttl − (time since its last refresh, up to
+    loop_wait) after the kill, then the synchronous standby promotes (~1 s
+    measured) and HAProxy routes to it (≤ downinter). When the host also held
+    etcd's raft leadership, the new etcd leader renews every lease by its full
+    TTL after an election (etcd 3.5), which adds up to election_timeout."""
+    promote = 1.0
+    low = timing.ttl - timing.loop_wait + promote
+    high = timing.ttl + promote + haproxy.downinter / 1000 + 2 * etcd.election_timeout / 1000
+    return low, high
 
 
 def connection_limits(nofile: int, spec: Spec, cluster: ClusterSpec) -> dict[str, int]:

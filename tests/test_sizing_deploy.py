@@ -62,3 +62,33 @@ def test_scram_verifier_is_what_postgres_checks() -> None:
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     assert base64.b64decode(stored) == hashlib.sha256(client_key).digest()
     assert base64.b64decode(server) == hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+
+def test_fast_profile_notices_a_crashed_postmaster_within_two_seconds() -> None:
+    """Patroni notices a dead postmaster only on its next loop: loop_wait bounds the postgres-crash outage."""
+    t = sizing.patroni_timing(spec.load("prod"))
+    assert (t.ttl, t.loop_wait, t.retry_timeout) == (20, 2, 5)
+    assert t.loop_wait + 2 * t.retry_timeout <= t.ttl
+    # Patroni's etcd client splits retry_timeout over the members: each gets ≥ 1 s before the next is tried
+    assert t.retry_timeout / 3 >= 1
+
+
+def test_haproxy_routes_a_new_primary_within_half_a_second_and_drops_a_dead_one_quickly() -> None:
+    t = sizing.patroni_timing(spec.load("prod"))
+    h = sizing.haproxy_timing(t)
+    assert h.rise == 1 and h.downinter <= 500  # one /primary 200 from Patroni is authoritative
+    assert h.fall >= 2  # one lost check (a busy REST API) never drops the primary
+    assert h.inter + h.fall * h.fastinter <= t.loop_wait * 1000 + 1000
+    assert h.check <= h.inter  # a check that hangs (dead host) ends before the next one starts
+    # the old timing (autobase: inter 3 s, rise 4) would fail these
+    assert not (3000 + 3 * 1000 <= t.loop_wait * 1000 + 1000)
+
+
+def test_computed_node_loss_gap_meets_the_goal_unless_etcd_leadership_moves() -> None:
+    s = spec.load("prod")
+    t = sizing.patroni_timing(s)
+    lo, hi = sizing.node_loss_write_gap(t, sizing.haproxy_timing(t), sizing.etcd_timing(t))
+    assert 18 <= lo <= 20
+    assert hi <= 24  # ttl 20 + promotion + routing + an etcd election that renews the lease
+    slow = sizing.PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)
+    assert sizing.node_loss_write_gap(slow, sizing.haproxy_timing(slow), sizing.etcd_timing(slow))[1] > hi
