@@ -283,3 +283,27 @@ def test_a_step_not_wired_aborts_the_drill_with_its_reason() -> None:
     r = runner.run_drill(Unwired(), scenarios.NodeLoss(), runner.DrillOptions(healthy_timeout=1, poll=0.1))
     assert r.aborted == "'pgfleet dsn' does not exist yet"
     assert not r.ok and report.exit_code([r]) == 1
+
+
+def test_an_unhealthy_cluster_stops_all_after_the_first_wait() -> None:
+    """One health wait, not one per scenario: the rest say why they did not run."""
+    from pgfleet.drill import runner
+    from pgfleet.drill.control import ClusterControl
+
+    class Broken(ClusterControl):
+        stack, expected_members, synchronous = "lab", 3, True
+
+        def state(self) -> ClusterState:
+            doc = {"members": [m for m in CLUSTER["members"] if m["role"] != "sync_standby"]}
+            return parse_patroni_cluster(doc)
+
+        def _no(self, *_: object) -> None:
+            raise AssertionError("must not be reached")
+
+        rw_dsn = direct_dsn = run = switchover = power_off = power_on = partition = heal = sql_isolated = _no  # type: ignore[assignment]
+
+    results = runner.run_all(Broken(), scenarios.resolve("all"), runner.DrillOptions(healthy_timeout=0.3, poll=0.1))
+    assert [r.scenario for r in results] == list(scenarios.SCENARIOS)
+    assert results[0].aborted == runner.UNHEALTHY_BEFORE and results[0].health
+    assert all(r.aborted == "not run: switchover found the cluster unhealthy" for r in results[1:])
+    assert report.exit_code(results) == 1

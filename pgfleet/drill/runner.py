@@ -136,7 +136,7 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     log(f"{scenario.name}: waiting for a healthy cluster")
     if wait_for(lambda: not control.health(), opts.healthy_timeout, opts.poll) is None:
         r.health = control.health()
-        r.aborted = "the cluster was not healthy before the drill"
+        r.aborted = UNHEALTHY_BEFORE
         return r
     before = control.state()
     assert before.leader is not None  # healthy means exactly one leader
@@ -251,5 +251,20 @@ def _final_state(control: ClusterControl, r: DrillResult) -> ClusterState | None
 def run_all(control: ClusterControl, scenarios: Iterable[Scenario], opts: DrillOptions = DrillOptions(),
             log: Log = lambda _: None) -> list[DrillResult]:
     """Each scenario in turn; each waits for full health before its fault, so
-    the cluster is back to all members between them."""
-    return [run_drill(control, s, opts, log) for s in scenarios]
+    the cluster is back to all members between them. Once the cluster did not
+    get healthy, the rest are reported as not run instead of each waiting again."""
+    results: list[DrillResult] = []
+    unhealthy: str | None = None
+    for s in scenarios:
+        if unhealthy:
+            r = DrillResult(scenario=s.name, stack=control.stack, leader_change=s.leader_change, writers=opts.writers)
+            r.aborted = f"not run: {unhealthy} found the cluster unhealthy"
+            results.append(r)
+            continue
+        results.append(run_drill(control, s, opts, log))
+        if results[-1].aborted == UNHEALTHY_BEFORE:
+            unhealthy = s.name
+    return results
+
+
+UNHEALTHY_BEFORE = "the cluster was not healthy before the drill"
