@@ -274,6 +274,9 @@ def restore(stack: Stack,
     recover_and_promote(ctx, first)
     tl = psql_after_patroni_start(ctx, first)
     say(f"{first.name}: leader again under Patroni, timeline {tl}")
+    # the new timeline's WAL and a backup on it must be in the repository before any replica restores from it:
+    # otherwise a replica replays the old timeline's segment past the branch point and cannot stream
+    pgbackrest(ctx, first, "--archive-timeout=60", "check", step="archiving the new timeline's WAL", timeout=180)
     pgbackrest(ctx, first, "--type=full", "backup", step="full backup of the new timeline")
     say(f"{first.name}: full backup of the new timeline taken (replicas are rebuilt from it)")
     for h in order[:-1]:
