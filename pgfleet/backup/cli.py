@@ -356,11 +356,17 @@ def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -
 def schedule_gap(ctx: Ctx, h: InventoryHost) -> dt.timedelta:
     """The longest time between two scheduled backups (full and diff together), from systemd's own calendar."""
     times: list[dt.datetime] = []
+    horizon: list[dt.datetime] = []
     for sched in (ctx.spec.backups.full_schedule, ctx.spec.backups.diff_schedule):
+        found = len(times)
         out = run(ctx, h, ["systemd-analyze", "calendar", "--iterations=10", sched], "reading the backup schedule", timeout=30).stdout
-        for m in re.finditer(r"\(in UTC\): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", out):
+        # the host's zone is UTC (its lines then carry no separate "(in UTC)" one)
+        for m in re.finditer(r"(?:Next elapse|Iteration #\d+|\(in UTC\)): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", out):
             times.append(dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc))
-    times.sort()
+        if len(times) > found:
+            horizon.append(max(times[found:]))
+    # only as far as both schedules were listed (ten daily runs end long before ten weekly ones)
+    times = sorted({t for t in times if not horizon or t <= min(horizon)})
     if len(times) < 2:
         raise BackupError(f"cannot read the backup schedules {ctx.spec.backups.full_schedule!r}, {ctx.spec.backups.diff_schedule!r}")
     return max(b - a for a, b in zip(times, times[1:]))
