@@ -307,3 +307,16 @@ def test_an_unhealthy_cluster_stops_all_after_the_first_wait() -> None:
     assert results[0].aborted == runner.UNHEALTHY_BEFORE and results[0].health
     assert all(r.aborted == "not run: switchover found the cluster unhealthy" for r in results[1:])
     assert report.exit_code(results) == 1
+
+
+def test_a_returning_member_with_a_stale_view_is_outvoted() -> None:
+    """After a partition heals, the old primary still calls itself leader for a moment; the majority decides."""
+    from pgfleet.drill.control import majority_view
+    from pgfleet.errors import ClusterError
+
+    current = parse_patroni_cluster(CLUSTER)
+    stale = _with(m1={"role": "replica"}, m2={"role": "leader"})
+    assert majority_view([stale, current, current], 3) is current
+    assert majority_view([current, current], 3) is current  # one member unreachable
+    with pytest.raises(ClusterError, match="disagree"):
+        majority_view([stale, current], 3)

@@ -102,6 +102,22 @@ def parse_patroni_cluster(doc: dict[str, Any]) -> ClusterState:
     return ClusterState(tuple(members))
 
 
+def majority_view(views: Sequence[ClusterState], members: int) -> ClusterState:
+    """The view (leader and roles) that more than half of all members report;
+    ClusterError while they disagree (a member is still catching up)."""
+    def key(v: ClusterState) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((m.name, "leader" if m.is_leader else "sync" if m.is_sync else "replica") for m in v.members))
+
+    groups: dict[tuple[tuple[str, str], ...], list[ClusterState]] = {}
+    for v in views:
+        groups.setdefault(key(v), []).append(v)
+    best = max(groups.values(), key=len)
+    if len(best) * 2 <= members:
+        leaders = sorted({m.name for v in views for m in v.leaders})
+        raise ClusterError(f"members disagree about the cluster ({len(views)} answered; leaders named: {', '.join(leaders) or 'none'})")
+    return best[0]
+
+
 def health_problems(state: ClusterState, expected_members: int, synchronous: bool,
                     max_lag_bytes: int = 1 << 20) -> list[str]:
     """Full health: one running leader, every other member streaming on its
@@ -159,6 +175,152 @@ class ClusterControl(ABC):
         """Run a command as root on a member; returns stdout, raises on failure."""
 
     @abstractmethod
+    def switchover(self, leader: str, candidate: str | None) -> None:
+        """Planned switchover through Patroni's authenticated REST API."""
+
+    @abstractmethod
+    def power_off(self, member: str) -> None: ...
+
+    @abstractmethod
+    def power_on(self, member: str) -> None: ...
+
+    @abstractmethod
+    def partition(self, member: str) -> None:
+        """Cut the member off the network while it keeps running."""
+
+    @abstractmethod
+    def heal(self, member: str) -> None: ...
+
+    @abstractmethod
+    def sql_isolated(self, member: str, sql: str) -> str:
+        """Run SQL on a member that the network cannot reach (partitioned):
+        through the provider's own channel, as the postgres OS user."""
+
+    # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
+
+    patroni_unit = "patroni"
+    etcd_unit = "etcd"
+
+    def kill_postgres(self, member: str) -> None:
+        """SIGKILL the postmaster; Patroni stays and decides what happens next."""
+        self.run(member, ["sh", "-c", _KILL_POSTMASTER])
+
+    def kill_patroni(self, member: str) -> None:
+        """SIGKILL Patroni's main process only; PostgreSQL keeps running under it."""
+        self.run(member, ["systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", self.patroni_unit])
+
+    def start_patroni(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.patroni_unit])
+
+    def kill_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "kill", "--signal=SIGKILL", self.etcd_unit])
+
+    def start_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.etcd_unit])
+
+    def etcd_members(self) -> list[str]:
+        """Members that run an etcd member (co-located placement)."""
+        return []
+
+    def health(self) -> list[str]:
+        try:
+            return health_problems(self.state(), self.expected_members, self.synchronous)
+        except PgfleetError as e:
+            return [str(e)]
+
+
+#: The postmaster is the ``postgres`` process whose parent is not ``postgres``.
+_KILL_POSTMASTER = (
+    'found=; for p in $(ps -C postgres -o pid=); do '
+    'pp=$(ps -o ppid= -p "$p" | tr -d " "); '
+    '[ "$(cat /proc/$pp/comm 2>/dev/null)" = postgres ] || { kill -KILL "$p"; found=$p; }; done; '
+    '[ -n "$found" ] || { echo "no postmaster running" >&2; exit 1; }'
+)
+
+
+# --------------------------------------------------------------------------- Patroni + inventory
+
+
+class PatroniControl(ClusterControl):
+    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
+    deploy's REST user) for state and switchover, the application DSN from
+    :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
+    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
+
+    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
+    units ``patroni.service`` and ``etcd.service``, REST user
+    :data:`~pgfleet.hostdata.PATRONI_REST_USER`. The superuser never logs in
+    over the network (pg_hba rejects it), so direct probes and the set check
+    connect as the database owner, verify-full, with the stack's passfile.
+    """
+
+    def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
+        from pgfleet import cluster as cluster_mod
+        from pgfleet import hostdata
+
+        self.stack = stack
+        self.cluster = cluster.name
+        self.synchronous = cluster.synchronous
+        self.provider = spec.provider
+        self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
+        members = hostdata.cluster_members(inv, cluster.name)
+        self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
+        self.expected_members = len(self.hosts)
+        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
+        self._rest_auth = "Basic " + base64.b64encode(
+            f"{hostdata.PATRONI_REST_USER}:{secrets.password('patroni_rest')}".encode()).decode()
+        self._database = cluster.databases[0]
+        self._ssl = cluster_mod.rest_context(secrets)
+        self._ca_file = cluster_mod.ca_file(stack, secrets)
+        self._passfile = cluster_mod.passfile(stack, spec, secrets)
+
+    @classmethod
+    def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
+        """Build from the stack's spec, inventory and secrets."""
+        from pgfleet import inventory as inv_mod
+        from pgfleet import secrets as secrets_mod
+        from pgfleet import spec as spec_mod
+
+        spec = spec_mod.load(stack)
+        name = spec_mod.environment_of(Path(stack)) if stack.endswith((".yaml", ".yml")) else stack
+        c = spec.cluster(cluster) if cluster else spec.clusters[0]
+        return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
+
+    # ---- Patroni REST
+
+    def _rest(self, host: str, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0,
+              method: str = "POST") -> tuple[int, bytes]:
+        req = urllib.request.Request(f"https://{host}:{PATRONI_PORT}{path}", method=method if body is not None else "GET")
+        if body is not None:
+            req.data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+            req.add_header("Authorization", self._rest_auth)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def state(self) -> ClusterState:
+        """The view most members share. A member that was cut off (partition)
+        serves its own stale view for a while after it returns — it would
+        still call itself leader — so one member's answer is not enough."""
+        errors: list[str] = []
+        views: list[ClusterState] = []
+        for name, host in self.hosts.items():
+            try:
+                status, body = self._rest(host, "/cluster")
+            except (OSError, urllib.error.URLError) as e:
+                errors.append(f"{name}: {e}")
+                continue
+            if status == 200:
+                views.append(parse_patroni_cluster(json.loads(body)))
+            else:
+                errors.append(f"{name}: HTTP {status}")
+        if not views:
+            raise ClusterError(f"no Patroni REST API answered on port {PATRONI_PORT}: {'; '.join(errors)}")
+        return majority_view(views, len(self.hosts))
+
     def switchover(self, leader: str, candidate: str | None) -> None:
         """Planned switchover through Patroni's authenticated REST API."""
 
