@@ -163,6 +163,7 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         "pgbackrest_repo_path": repo.repo_path(spec, cluster),
         "pgbackrest_ca_file": f"{TLS_DIR}/ca.crt" if repo.uses_cluster_ca(spec) else "",
         "pgbackrest_process_max": sizing.backup_process_max(cluster),
+        "pgbackrest_io_timeout": sizing.BACKUP_IO_TIMEOUT,
         "pgbackrest_retention_full": b.retention_full,
         "pgbackrest_retention_diff": b.retention_diff,
         "pgbackrest_schedules": {"full": b.full_schedule, "diff": b.diff_schedule},

@@ -255,3 +255,7 @@ def network_sysctls() -> dict[str, str]:
 def backup_process_max(cluster: ClusterSpec) -> int:
     """pgBackRest's parallel compress/transfer processes: half the cores, so PostgreSQL keeps the rest."""
     return max(1, cluster.server.cores // 2)
+
+
+#: pgBackRest's io-timeout (s): one storage request's wait; retries make a dead store fail a backup in ~9x this.
+BACKUP_IO_TIMEOUT = 20

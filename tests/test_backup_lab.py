@@ -162,7 +162,7 @@ def test_object_store_unreachable_fails_the_backup_visibly_while_the_database_se
     dsn = pgfleet("dsn", "lab").stdout.strip()
     assert proxy.stop(), "the object store's proxy was not running"
     try:
-        p = lab_mod.run(lab_spec, ld, "systemctl start pgbackrest-diff.service", check=False)
+        p = lab_mod.run(lab_spec, ld, "systemctl start pgbackrest-diff.service", check=False, timeout=600)
         assert p.returncode != 0
         state = lab_mod.run(lab_spec, ld, "systemctl is-failed pgbackrest-diff.service", check=False).stdout.strip()
         assert state == "failed", state
