@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Backup and restore times and sizes for a fixed data set with an HNSW index.
+
+On the running lab cluster (`pgfleet up lab` first; wrap in the shared lab
+lock): creates ``bench_vectors`` (ROWS vectors of DIM floats from a fixed
+seed, plus an HNSW index), then times `pgfleet backup lab --type full`, a
+`--type diff` after 1 % of the rows change, and `pgfleet restore lab --to
+latest --yes` (the whole cluster rebuilt from the repository). Sizes come
+from `pgbackrest info`. Writes bench/results/backup.json. Figures only.
+
+    .venv/bin/python bench/backup.py [--rows 100000] [--dim 384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+import results_file  # bench/results_file.py
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "pgfleet.cli"]
+
+
+def pgfleet(*args: str) -> tuple[float, str]:
+    t = time.monotonic()
+    cp = subprocess.run([*CLI, *args], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return round(time.monotonic() - t, 2), cp.stdout
+
+
+def newest(kind: str) -> dict:
+    from pgfleet.backup import cli as bcli
+
+    ctx = bcli.context("lab", None)
+    cat = bcli.info(ctx, bcli.leader(ctx))
+    b = max((b for b in cat.backups if b.type == kind), key=lambda b: b.stop)
+    return {"label": b.label, "database_bytes": b.size, "repository_bytes": b.repo_size,
+            "seconds_by_pgbackrest": (b.stop - b.start).total_seconds()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=384)
+    a = ap.parse_args()
+    dsn = pgfleet("dsn", "lab", "--direct")[1].strip()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS bench_vectors")
+        c.execute(f"CREATE TABLE bench_vectors (id int PRIMARY KEY, embedding vector({a.dim}))")
+        t = time.monotonic()
+        c.execute("SELECT setseed(0.42)")
+        c.execute(f"INSERT INTO bench_vectors SELECT g, (SELECT array_agg(random())::vector({a.dim}) "
+                  f"FROM generate_series(1, {a.dim}) WHERE g > 0) FROM generate_series(1, %s) g", (a.rows,))
+        load = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        c.execute("CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_l2_ops)")
+        index = round(time.monotonic() - t, 2)
+        size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    full_s, _ = pgfleet("backup", "lab", "--type", "full")
+    full = newest("full")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("UPDATE bench_vectors SET embedding = embedding WHERE id %% 100 = 0")
+    diff_s, _ = pgfleet("backup", "lab", "--type", "diff")
+    diff = newest("diff")
+    restore_s, out = pgfleet("restore", "lab", "--to", "latest", "--yes")
+    with psycopg.connect(dsn) as c:
+        rows = c.execute("SELECT count(*) FROM bench_vectors").fetchone()[0]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP TABLE bench_vectors")
+    result = {
+        "data_set": {"rows": a.rows, "dim": a.dim, "index": "hnsw vector_l2_ops", "database_bytes": size,
+                     "load_seconds": load, "index_seconds": index},
+        "full_backup": {"seconds": full_s, **full},
+        "diff_backup_after_1pct_update": {"seconds": diff_s, **diff},
+        "restore_latest_whole_cluster": {"seconds": restore_s, "rows_after": rows, "log": out.splitlines()},
+    }
+    print(json.dumps(result, indent=1))
+    results_file.write("backup", result)
+
+
+if __name__ == "__main__":
+    main()
