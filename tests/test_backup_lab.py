@@ -176,8 +176,8 @@ def test_object_store_unreachable_fails_the_backup_visibly_while_the_database_se
         assert "repository does not answer" in chk.stdout and "pgbackrest-diff.service" in chk.stdout, chk.stdout
     finally:
         objectstore.ensure(lab_spec, layout)
-    # runbooks/archiving-stuck.md: once the store is back, clear the failed unit and check again
-    lab_mod.run(lab_spec, ld, "systemctl reset-failed pgbackrest-diff.service")
+        # runbooks/archiving-stuck.md: once the store is back, clear the failed unit and check again
+        lab_mod.run(lab_spec, ld, "systemctl reset-failed pgbackrest-diff.service", check=False)
     deadline = time.monotonic() + 120
     while (chk := pgfleet("check-backups", "lab", check=False)).returncode != 0:
         assert time.monotonic() < deadline, chk.stdout

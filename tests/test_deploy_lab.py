@@ -149,11 +149,18 @@ def test_patroni_rest_refuses_state_changes_without_credentials(deployed, lab, l
         assert r.status == 200
 
 
+def free_port(spec, host: str, avoid: int = 0) -> int:  # type: ignore[no-untyped-def]
+    """A loopback port nothing listens on inside ``host`` (the validator insists its listen ports are free)."""
+    used = lab_mod.run(spec, host, "ss -Htln | awk '{print $4}'").stdout
+    return next(p for p in range(20000 + avoid * 100, 30000) if f":{p}\n" not in used + "\n")
+
+
 def test_real_tools_accept_the_deployed_configs(deployed, lab, lab_spec):  # type: ignore[no-untyped-def]
     for h in lab.by_role("postgres"):
         lab_mod.run(lab_spec, h.name, "haproxy -c -q -f /etc/haproxy/haproxy.cfg")
         # the validator insists the listen ports are free: check a copy that listens elsewhere
-        lab_mod.run(lab_spec, h.name, "sed -e 's/0.0.0.0:5432/127.0.0.1:15432/' -e 's/0.0.0.0:8008/127.0.0.1:18008/' "
+        pg_port, rest_port = free_port(lab_spec, h.name), free_port(lab_spec, h.name, avoid=1)
+        lab_mod.run(lab_spec, h.name, f"sed -e 's/0.0.0.0:5432/127.0.0.1:{pg_port}/' -e 's/0.0.0.0:8008/127.0.0.1:{rest_port}/' "
                                       "/etc/patroni/patroni.yml > /run/patroni-check.yml && chown postgres /run/patroni-check.yml && "
                                       "runuser -u postgres -- patroni --validate-config /run/patroni-check.yml; rc=$?; "
                                       "rm -f /run/patroni-check.yml; exit $rc")

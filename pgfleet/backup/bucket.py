@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, SSLError
 
 from pgfleet.errors import PgfleetError
 
@@ -68,7 +68,10 @@ def ensure_bucket(t: BucketTarget, owner: dict[str, str]) -> str:
     created = False
     try:
         s3.head_bucket(Bucket=t.bucket)
-    except EndpointConnectionError as e:
+    except SSLError as e:
+        trust = f"the CA in {t.ca_file}" if t.ca_file else "the system's trusted CAs"
+        raise BucketError(f"TLS verification failed for {_where(t)} against {trust}: {e}") from None
+    except (EndpointConnectionError, BotoCoreError) as e:
         raise BucketError(f"cannot reach the object storage for {_where(t)}: {e}") from None
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")

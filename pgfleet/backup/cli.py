@@ -391,17 +391,22 @@ def problems(ctx: Ctx) -> tuple[list[str], list[str]]:
     ready = run(ctx, h, f"find {DATA_DIR}/pg_wal/archive_status -name '*.ready' | wc -l", "counting WAL waiting to be archived").stdout
     backlog = int(ready.strip() or 0)
     (bad if backlog > ARCHIVE_BACKLOG_MAX else ok).append(f"{backlog} WAL segment(s) waiting to be archived on {h.name}")
-    chk = pgbackrest(ctx, h, "--archive-timeout=20", "--io-timeout=10", "check", step="pgbackrest check", timeout=120, check=False)
-    if chk.returncode != 0:
+    try:
+        chk = pgbackrest(ctx, h, "--archive-timeout=20", "--io-timeout=10", "check", step="pgbackrest check", timeout=120, check=False)
+        reachable = chk.returncode == 0
         err = [line.strip() for line in (chk.stdout + chk.stderr).splitlines() if "ERROR" in line or "WARN" in line]
-        bad.append(f"the repository does not answer 'pgbackrest check' from {h.name}: {' '.join(err[-3:]) or chk.returncode}")
+        detail = " ".join(err[-3:]) or str(chk.returncode)
+    except BackupError as e:  # a dead store can keep pgBackRest retrying past our limit: that is the answer
+        reachable, detail = False, str(e)
+    if not reachable:
+        bad.append(f"the repository does not answer 'pgbackrest check' from {h.name}: {detail}")
     else:
         ok.append(f"the repository is reachable and takes WAL ('pgbackrest check' on {h.name})")
     failed_units = run(ctx, h, "systemctl --failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
                        "listing failed backup units", timeout=30).stdout.split()
     if failed_units:
         bad.append(f"scheduled backup failed on {h.name}: {', '.join(failed_units)} (journalctl -u {failed_units[0]})")
-    if chk.returncode == 0:
+    if reachable:
         cat = info(ctx, h)
         if not cat.backups:
             bad.append("the repository has no backup yet ('pgfleet backup STACK')")
