@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pgfleet.cli"]
 
 
-def pgfleet(*args: str) -> tuple[float, str]:
-    t = time.monotonic()
-    cp = subprocess.run([*CLI, *args], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    return round(time.monotonic() - t, 2), cp.stdout
+pgfleet = results_file.timed_cli
 
 
 def newest(kind: str) -> dict:

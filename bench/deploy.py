@@ -15,7 +15,6 @@ import argparse
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import results_file  # bench/results_file.py (this script's own folder is on sys.path)
@@ -24,10 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pgfleet.cli"]
 
 
-def timed(*args: str) -> tuple[float, str]:
-    t = time.monotonic()
-    cp = subprocess.run([*CLI, *args], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    return round(time.monotonic() - t, 2), cp.stdout
+timed = results_file.timed_cli
 
 
 def changes(summary: str) -> int:

@@ -29,3 +29,14 @@ def write(name: str, result: dict[str, Any]) -> Path:
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2))
     return out
+
+
+def timed_cli(*args: str) -> tuple[float, str]:
+    """Run ``pgfleet ARGS`` from the repository root (failure raises); (seconds, stdout)."""
+    import subprocess
+    import sys
+
+    t = time.monotonic()
+    cp = subprocess.run([sys.executable, "-m", "pgfleet.cli", *args], check=True, cwd=RESULTS.parent.parent,
+                        stdout=subprocess.PIPE, text=True)
+    return round(time.monotonic() - t, 2), cp.stdout
