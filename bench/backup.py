@@ -24,7 +24,6 @@ import psycopg
 import results_file  # bench/results_file.py
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "pgfleet.cli"]
 
 
 pgfleet = results_file.timed_cli
