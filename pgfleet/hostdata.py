@@ -171,7 +171,17 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         # a new or rebuilt member restores from the repository (sparing the primary), basebackup if that fails
         "patroni_create_replica_methods": ["pgbackrest", "basebackup"],
         "patroni_pgbackrest_command": f"/usr/bin/pgbackrest --stanza={stanza} --delta restore --type=standby",
+        "pgbackrest_server_port": repo.TLS_SERVER_PORT,
+        "pgbackrest_client_cn": repo.CLIENT_CN,
+        "pgbackrest_client_cert": repo.CLIENT_CERT,
+        "pgbackrest_client_key": repo.CLIENT_KEY,
     }
+
+
+def backup_peers(members: list[InventoryHost], host: InventoryHost) -> list[dict[str, Any]]:
+    """The other members as pgBackRest's pg2, pg3, … (pg1 is always the local PostgreSQL)."""
+    others = [m for m in members if m.name != host.name]
+    return [{"index": i, "name": m.name, "ip": m.private_ip} for i, m in enumerate(others, start=2)]
 
 
 def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]:
@@ -234,6 +244,7 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
             "haproxy_members": [{"name": m.name, "ip": m.private_ip} for m in members],
             **backup_data(spec, c),
+            "pgbackrest_peers": backup_peers(members, host),
         })
     return d
 

@@ -45,15 +45,20 @@ class Names:
         return cls(tuple(sorted(set(dns))), tuple(sorted(set(ips), key=lambda a: ipaddress.ip_address(a))))
 
 
-def subject(host: str) -> x509.Name:
-    """A host certificate's subject: no CommonName on purpose.
+def subject(host: str, common_name: str | None = None) -> x509.Name:
+    """A certificate's subject: host certificates have no CommonName on purpose.
 
     etcd refuses requests through its JSON gateway (which Patroni uses) from a
     client certificate that has a CommonName once authentication is on
     ("CommonName of client sending a request against gateway will be
-    ignored"); clients check the SANs, never the CN.
+    ignored"); clients check the SANs, never the CN. Only client
+    certificates for services that authorise by CN (pgBackRest's TLS server:
+    ``tls-server-auth``) get one.
     """
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgfleet"), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, host)])
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgfleet"), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, host)]
+    if common_name:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
 
 
 def host_key(ca_key_pem: str, host: str) -> ec.EllipticCurvePrivateKey:
@@ -67,17 +72,22 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
-def issue(ca_cert_pem: str, ca_key_pem: str, host: str, names: Names, days: int = HOST_DAYS) -> str:
-    """A certificate for ``host`` (server and client use) signed by the cluster CA."""
+def issue(ca_cert_pem: str, ca_key_pem: str, host: str, names: Names, days: int = HOST_DAYS,
+          common_name: str | None = None) -> str:
+    """A certificate for ``host`` (server and client use) signed by the cluster CA.
+
+    ``host`` also selects the derived key: a second certificate for the same
+    machine (a client identity with ``common_name``) uses a distinct key name.
+    """
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     key = host_key(ca_key_pem, host)
     now = dt.datetime.now(dt.timezone.utc)
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names.dns]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in names.ips]
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(subject(host))
+        .subject_name(subject(host, common_name))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -87,10 +97,11 @@ def issue(ca_cert_pem: str, ca_key_pem: str, host: str, names: Names, days: int 
         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False, data_encipherment=False,
                                      key_agreement=True, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)  # type: ignore[arg-type]
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -104,7 +115,7 @@ def names_of(cert_pem: str) -> Names:
 
 
 def why_reissue(cert_pem: str | None, ca_cert_pem: str, ca_key_pem: str, host: str, names: Names,
-                now: dt.datetime | None = None) -> str | None:
+                now: dt.datetime | None = None, common_name: str | None = None) -> str | None:
     """Why the host's current certificate must be replaced, or None to keep it."""
     if not cert_pem or "BEGIN CERTIFICATE" not in cert_pem:
         return "no certificate yet"
@@ -119,7 +130,7 @@ def why_reissue(cert_pem: str | None, ca_cert_pem: str, ca_key_pem: str, host: s
         return "not signed by this cluster's CA"
     if cert.public_key() != host_key(ca_key_pem, host).public_key():
         return "does not match the host key"
-    if cert.subject != subject(host):
+    if cert.subject != subject(host, common_name):
         return f"subject changed (has {cert.subject.rfc4514_string()})"
     have = names_of(cert_pem)
     if have != names:

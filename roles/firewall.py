@@ -3,8 +3,8 @@
 SSH from the admin ranges; the database endpoints (HAProxy 5000-5003,
 PgBouncer 6432, PostgreSQL 5432) from the client ranges; Patroni REST and
 HAProxy stats also from the admin ranges (monitoring, ``pgfleet status``);
-every cluster port (etcd 2379/2380, Patroni 8008, the endpoints) from the
-cluster's own members. The file is checked with ``nft -c`` before it is loaded.
+every cluster port (etcd 2379/2380, Patroni 8008, the endpoints, pgBackRest's
+TLS server 8432 when backups are on) from the cluster's own members. The file is checked with ``nft -c`` before it is loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
+from pgfleet.backup import repo
 from roles._common import ServiceActive, put, render
 
 DEFAULTS = {"firewall_config": "/etc/nftables.conf"}
@@ -23,6 +24,8 @@ ENDPOINT_PORTS = ["5000-5003", "6432", "5432"]
 MONITORING_PORTS = ["7000", "8008"]
 ETCD_PORTS = ["2379", "2380"]
 PATRONI_PORTS = ["8008"]
+#: pgBackRest's TLS server: the backup member reaches the other members through it.
+PGBACKREST_PORTS = [str(repo.TLS_SERVER_PORT)]
 
 
 def _split(cidrs: list[str]) -> tuple[list[str], list[str]]:
@@ -42,6 +45,8 @@ def ruleset(d: dict) -> str:
     ]
     postgres, etcd = d["firewall_postgres"], d["firewall_etcd"]
     cluster = (ENDPOINT_PORTS + PATRONI_PORTS + ["7000"] if postgres else []) + (ETCD_PORTS if etcd else [])
+    if postgres and d.get("pgbackrest_enabled"):
+        cluster += PGBACKREST_PORTS
     return render("firewall/nftables.conf.j2", sets=sets,
                   endpoint_ports=ENDPOINT_PORTS if postgres else [],
                   monitoring_ports=MONITORING_PORTS if postgres else [],

@@ -9,21 +9,28 @@ repository ready for it: the stanza is created once, on the leader, and
 ``pgbackrest check`` proves a WAL segment reaches the repository.
 
 Backups run from systemd timers present on every member; the unit goes
-through the leader guard, so only the current leader's node backs up (no
-double backups after a failover) and a failure fails the unit visibly.
+through the backup-member guard (:mod:`pgfleet.backup.member`), so exactly
+one node backs up: a streaming standby, which reads the data files locally
+and reaches the primary through pgBackRest's TLS server (pgbackrest.service,
+port 8432, open to members only, accepting only the members' client
+certificate); the leader itself when no standby streams. A failure fails the
+unit visibly.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, systemd
 
-from pgfleet.backup import repo
+from pgfleet import tls
+from pgfleet.backup import member, repo
 from pgfleet.hostdata import secrets_for
-from roles._common import HELPERS_DIR, converge, data, put, render
+from roles._common import HELPERS_DIR, converge, data, note, put, render
 from roles.patroni import DEFAULTS as PATRONI_DEFAULTS
 
 DEFAULTS = {
@@ -34,6 +41,13 @@ DEFAULTS = {
 }
 
 SCHEDULED = ("full", "diff")
+#: The guard in front of the scheduled backups, installed from :mod:`pgfleet.backup.member` itself.
+MEMBER_HELPER = f"{HELPERS_DIR}/backup-member"
+
+
+def client_key_name(host_name: str) -> str:
+    """The derived-key name of a member's pgBackRest client identity (distinct from its host key)."""
+    return f"{host_name}/pgbackrest-client"
 
 
 def config(d: dict, s3_key: str, s3_key_secret: str, cipher_pass: str) -> str:
@@ -65,9 +79,28 @@ def apply() -> None:
     files.directory(name="pgBackRest configuration directory", path="/etc/pgbackrest", user="root", group="postgres", mode="0750")
     for path in ("/var/log/pgbackrest", d.pgbackrest_spool):
         files.directory(name=f"pgBackRest {path}", path=path, user="postgres", group="postgres", mode="0750")
-    put("pgBackRest configuration", d.pgbackrest_config,
-        config(data(), s.password("s3_access_key"), s.password("s3_secret_key"), s.password("backup_cipher")),
+    conf = put("pgBackRest configuration", d.pgbackrest_config,
+               config(data(), s.password("s3_access_key"), s.password("s3_secret_key"), s.password("backup_cipher")),
+               mode="0640", group="postgres")
+
+    # the client identity the other members' TLS servers accept (CN-authorised, hence not the host certificate)
+    key_name = client_key_name(host.name)
+    put("pgBackRest client key", d.pgbackrest_client_key, tls.key_pem(tls.host_key(s.ca_key_pem, key_name)),
         mode="0640", group="postgres")
+    current = host.get_fact(FileContents, path=d.pgbackrest_client_cert)
+    current_pem = "\n".join(current) + "\n" if current else None
+    why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, key_name, tls.Names((), ()),
+                          common_name=d.pgbackrest_client_cn)
+    if why is not None:
+        note(f"issuing the pgBackRest client certificate: {why}")
+        put("pgBackRest client certificate", d.pgbackrest_client_cert,
+            tls.issue(s.ca_cert_pem, s.ca_key_pem, key_name, tls.Names((), ()), common_name=d.pgbackrest_client_cn))
+    # Debian's pgbackrest.service runs `pgbackrest server` as postgres; it reads its TLS settings at start
+    started = systemd.service(name="pgBackRest TLS server running", service="pgbackrest.service", running=True, enabled=True)
+    reissued = bool(getattr(d, "tls_reissued", False))
+    systemd.service(name="pgBackRest TLS server restart (configuration or host certificate changed)",
+                    service="pgbackrest.service", restarted=True,
+                    _if=lambda: (conf.did_change() or reissued) and not started.did_change())
 
     stanza = d.pgbackrest_stanza
     pgbr = f"runuser -u postgres -- pgbackrest --stanza={stanza}"
@@ -75,7 +108,7 @@ def apply() -> None:
     converge("pgbackrest-stanza.json", stanza_identity(data()),
              f"{HELPERS_DIR}/on-leader.sh sh -c '{pgbr} stanza-create && {pgbr} check'")
 
-    changed = []
+    changed = [put("Helper backup-member", MEMBER_HELPER, Path(member.__file__).read_text(), mode="0755")]
     for name, text in units(data()).items():
         changed.append(put(f"Unit {name}", f"/etc/systemd/system/{name}", text))
     systemd.daemon_reload(name="systemd: reload units (backup timers)", _if=lambda: any(c.did_change() for c in changed))

@@ -44,7 +44,66 @@ def test_pgbackrest_conf_per_stack(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", BACKUP_STACKS)
-def test_timers_follow_the_spec_and_run_through_the_leader_guard(stack: str) -> None:
+def test_backups_reach_the_other_members_through_their_tls_servers(stack: str) -> None:
+    s, inv, hd = host_datas(stack)
+    for h in inv.by_role("postgres"):
+        d = hd[h.name]
+        ini = configparser.ConfigParser(interpolation=None)
+        ini.read_string(pgbackrest.config(d, "AKIDSECRET", "SKSECRET", "CIPHERSECRET"))
+        c = s.cluster(h.cluster)
+        others = [m for m in hostdata.cluster_members(inv, c.name) if m.name != h.name]
+        # pg1 is always the local PostgreSQL (archive-push, restore, check use only it) ...
+        assert "pg1-host" not in ini[c.name] and not any(k.startswith("pg2") for k in ini[c.name])
+        # ... the backup command alone knows the others, by private address, over TLS with the client identity
+        b = ini[f"{c.name}:backup"]
+        assert b["backup-standby"] == "prefer"
+        assert sorted(b[f"pg{i}-host"] for i in range(2, len(others) + 2)) == sorted(m.private_ip for m in others)
+        for i in range(2, len(others) + 2):
+            assert b[f"pg{i}-host-type"] == "tls" and b[f"pg{i}-host-port"] == str(repo.TLS_SERVER_PORT)
+            assert b[f"pg{i}-host-cert-file"] == repo.CLIENT_CERT and b[f"pg{i}-host-key-file"] == repo.CLIENT_KEY
+            assert b[f"pg{i}-host-ca-file"] == f"{hostdata.TLS_DIR}/ca.crt"
+        srv = ini["global:server"]
+        assert srv["tls-server-address"] == h.private_ip and srv["tls-server-port"] == str(repo.TLS_SERVER_PORT)
+        # only the members' client certificate, and only for this cluster's stanza
+        assert srv["tls-server-auth"] == f"{repo.CLIENT_CN}={c.name}"
+        assert srv["tls-server-cert-file"] == f"{hostdata.TLS_DIR}/host.crt"
+
+
+def test_pgbackrest_tls_server_port_open_to_members_only() -> None:
+    from roles import firewall
+
+    s, inv, hd = host_datas("prod")
+    rules = firewall.ruleset(hd[inv.by_role("postgres")[0].name])
+    port = str(repo.TLS_SERVER_PORT)
+    for line in rules.splitlines():
+        if port in line:
+            assert "@members4" in line, line
+    assert any(port in line for line in rules.splitlines())
+    off = firewall.ruleset({**hd[inv.by_role("postgres")[0].name], "pgbackrest_enabled": False})
+    assert port not in off
+
+
+def test_client_certificate_has_the_cn_the_servers_authorise() -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from deploy_fixtures import fake_secrets
+    from pgfleet import tls
+
+    sec = fake_secrets(spec.load("lab"))
+    name = pgbackrest.client_key_name("lab-main-1")
+    pem = tls.issue(sec.ca_cert_pem, sec.ca_key_pem, name, tls.Names((), ()), common_name=repo.CLIENT_CN)
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == [repo.CLIENT_CN]
+    # its own key, not the host key that serves PostgreSQL and etcd
+    assert cert.public_key() == tls.host_key(sec.ca_key_pem, name).public_key()
+    assert cert.public_key() != tls.host_key(sec.ca_key_pem, "lab-main-1").public_key()
+    assert tls.why_reissue(pem, sec.ca_cert_pem, sec.ca_key_pem, name, tls.Names((), ()), common_name=repo.CLIENT_CN) is None
+    assert "subject changed" in tls.why_reissue(pem, sec.ca_cert_pem, sec.ca_key_pem, name, tls.Names((), ()))
+
+
+@pytest.mark.parametrize("stack", BACKUP_STACKS)
+def test_timers_follow_the_spec_and_run_through_the_backup_member_guard(stack: str) -> None:
     s, inv, hd = host_datas(stack)
     d = hd[inv.by_role("postgres")[0].name]
     units = pgbackrest.units(d)
@@ -53,7 +112,8 @@ def test_timers_follow_the_spec_and_run_through_the_leader_guard(stack: str) -> 
     assert f"OnCalendar={s.backups.diff_schedule}\n" in units["pgbackrest-diff.timer"]
     for kind in ("full", "diff"):
         svc = units[f"pgbackrest-{kind}.service"]
-        assert f"ExecStart=/usr/local/lib/pgfleet/on-leader.sh /usr/bin/pgbackrest --stanza={d['pgbackrest_stanza']} --type={kind} backup" in svc
+        assert (f"ExecStart=/usr/local/lib/pgfleet/backup-member {d['patroni_name']} /usr/bin/pgbackrest "
+                f"--stanza={d['pgbackrest_stanza']} --type={kind} backup") in svc
         assert "Type=oneshot" in svc and "User=postgres" in svc
         # no key or passphrase in a unit (they are world-readable)
         assert "SECRET" not in svc

@@ -125,7 +125,7 @@ def test_replica_rebuilt_from_the_backup_repository_not_the_primary(ready, lab_s
     assert "restore command end: completed successfully" in restore_log, restore_log
 
 
-def test_after_a_switchover_archiving_and_scheduled_backups_continue_on_the_new_leader(ready, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]
+def test_after_a_switchover_archiving_and_scheduled_backups_continue_under_the_new_leader(ready, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]
     lab = ready
     ms = healthy(lab, lab_spec, lab_secrets)
     old = leader_of(ms)
@@ -144,14 +144,44 @@ def test_after_a_switchover_archiving_and_scheduled_backups_continue_on_the_new_
 
     assert pgfleet("check-backups", "lab").returncode == 0
     labels = backup_labels()
-    # the scheduled unit on the old leader's node (now a replica) does nothing; on the new leader's it backs up
-    out = lab_mod.run(lab_spec, old.name, "systemctl start pgbackrest-diff.service && journalctl -u pgbackrest-diff --no-pager -n 5").stdout
-    assert "skipped here" in out, out
-    assert backup_labels() == labels, "a replica's timer must not back up"
-    lab_mod.run(lab_spec, new.name, "systemctl start pgbackrest-diff.service")
+    # every member's scheduled unit runs; exactly one backs up: a streaming standby of the new leader
+    ran, skipped = [], []
+    for m in cluster_mod.members(lab, "main", lab_secrets):
+        out = lab_mod.run(lab_spec, m.name, "systemctl start pgbackrest-diff.service && "
+                          "journalctl -u pgbackrest-diff --no-pager -o cat -n 40").stdout
+        last = out[out.rindex("Starting pgbackrest-diff.service"):]
+        (skipped if "skipped here" in last else ran).append((m, last))
+    assert len(ran) == 1 and len(skipped) == 2, [(m.name, o) for m, o in ran + skipped]
+    taker, log = ran[0]
+    assert taker.role in ("replica", "sync_standby") and taker.name != new.name, (taker, log)
+    assert "replay on the standby reached" in log and "backup command end: completed successfully" in log, log
     after = backup_labels()
     assert len(after) == len(labels) + 1 and after[-1].endswith("D"), (labels, after)
     assert pgfleet("check-backups", "lab").returncode == 0
+
+
+def test_backups_come_from_a_standby_through_the_members_tls_servers(ready, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]
+    lab = ready
+    ms = healthy(lab, lab_spec, lab_secrets)
+    out = pgfleet("backup", "lab", "--type", "incr").stdout
+    taker = next(m for m in ms if f"taken on {m.name}, a standby" in out)
+    assert taker.role == "replica", (taker, out)  # the asynchronous one: a backup never slows synchronous commits
+    assert "replay on the standby reached" in out, out
+    ld = leader_of(ms)
+    probe = ("runuser -u postgres -- pgbackrest --stanza=main --log-level-console=warn --pg1-host={ip} --pg1-host-type=tls "
+             "--pg1-host-port=8432 --pg1-host-ca-file=/etc/pgfleet/tls/ca.crt --pg1-path=" + DATA_DIR +
+             " --pg1-host-cert-file={cert} --pg1-host-key-file={key} check")
+    # the members' client identity is accepted ...
+    ok = lab_mod.run(lab_spec, taker.name, probe.format(ip=ld.host, cert="/etc/pgbackrest/client.crt",
+                                                        key="/etc/pgbackrest/client.key"), check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # ... another certificate from the same CA (the host's, no CN) is not
+    bad = lab_mod.run(lab_spec, taker.name, probe.format(ip=ld.host, cert="/etc/pgfleet/tls/host.crt",
+                                                         key="/etc/pgfleet/tls/host.key"), check=False)
+    assert bad.returncode != 0 and "unable to check pg1" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+    # and the port is closed to anything but members
+    p = lab_mod.run(lab_spec, "lab-client", f"timeout 3 bash -c 'echo > /dev/tcp/{ld.host}/8432'", check=False)
+    assert p.returncode != 0
 
 
 def test_object_store_unreachable_fails_the_backup_visibly_while_the_database_serves(ready, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ import typer
 from pgfleet import cluster as cluster_mod
 from pgfleet import inventory as inv_mod
 from pgfleet import secrets as secrets_mod
-from pgfleet.backup import bucket, catalog, repo
+from pgfleet.backup import bucket, catalog, member, repo
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory, InventoryHost
@@ -136,6 +136,17 @@ def leader(ctx: Ctx) -> InventoryHost:
     return ctx.host(ld.name)
 
 
+def backup_member(ctx: Ctx) -> tuple[InventoryHost, bool]:
+    """The member that takes backups now (the scheduled units' rule) and whether it is a standby."""
+    ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
+    try:
+        name = member.choose([{"name": m.name, "role": m.role, "state": m.state, "lag": m.lag} for m in ms])
+    except member.NoLeader as e:
+        raise ClusterError(f"cluster {ctx.cluster.name!r}: {e}") from None
+    role = next(m.role for m in ms if m.name == name)
+    return ctx.host(name), role in member.REPLICA_ROLES
+
+
 def claim_buckets(stack: str, spec: Spec, inv: Inventory, sec: Secrets) -> list[str]:
     """Create or claim each cluster's repository path in the bucket (deploy runs this before touching hosts)."""
     ca = cluster_mod.ca_file(stack, sec) if repo.uses_cluster_ca(spec) else None
@@ -198,18 +209,19 @@ def _t(t: dt.datetime) -> str:
 def backup(stack: Stack,
            type_: Annotated[str, typer.Option("--type", help="full | diff | incr")] = "full",
            cluster: ClusterOpt = None) -> None:
-    """Take a backup now, on the current leader's node (as the scheduled units do)."""
+    """Take a backup now on the backup member: a streaming standby, the leader when none is (as the scheduled units do)."""
     if type_ not in repo.TYPES:
         raise PgfleetError(f"--type {type_!r}: choose one of {', '.join(repo.TYPES)}")
     ctx = context(stack, cluster)
-    h = leader(ctx)
+    h, standby = backup_member(ctx)
     p = pgbackrest(ctx, h, f"--type={type_}", "backup", step=f"{type_} backup")
     cat = info(ctx, h)
     newest = max(cat.backups, key=lambda b: b.stop)
-    print(f"{ctx.stack} / {ctx.cluster.name}: {type_} backup {newest.label} taken on {h.name} "
+    source = "a standby: the primary only started and stopped it" if standby else "the leader: no standby was streaming"
+    print(f"{ctx.stack} / {ctx.cluster.name}: {type_} backup {newest.label} taken on {h.name}, {source} "
           f"({_size(newest.size)}, {_size(newest.repo_size)} in the repository)")
     for line in p.stdout.splitlines():
-        if "backup command end" in line or "new backup label" in line:
+        if any(k in line for k in ("backup command end", "new backup label", "replay on the standby")):
             print("  " + line.strip())
 
 
@@ -277,7 +289,8 @@ def restore(stack: Stack,
     # the new timeline's WAL and a backup on it must be in the repository before any replica restores from it:
     # otherwise a replica replays the old timeline's segment past the branch point and cannot stream
     pgbackrest(ctx, first, "--archive-timeout=60", "check", step="archiving the new timeline's WAL", timeout=180)
-    pgbackrest(ctx, first, "--type=full", "backup", step="full backup of the new timeline")
+    # the other members are stopped: back up from the new leader itself
+    pgbackrest(ctx, first, "--type=full", "--backup-standby=n", "backup", step="full backup of the new timeline")
     say(f"{first.name}: full backup of the new timeline taken (replicas are rebuilt from it)")
     for h in order[:-1]:
         run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && systemctl start patroni", "wiping and starting the replica")

@@ -15,6 +15,12 @@ from pgfleet.spec import ClusterSpec, Spec
 #: pgBackRest's configuration on every database node (0640 root:postgres: it holds the keys).
 CONFIG = "/etc/pgbackrest/pgbackrest.conf"
 SPOOL = "/var/spool/pgbackrest"
+#: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
+TLS_SERVER_PORT = 8432
+#: The CommonName of the members' pgBackRest client certificate, the one identity the TLS servers accept.
+CLIENT_CN = "pgfleet-pgbackrest"
+CLIENT_CERT = "/etc/pgbackrest/client.crt"
+CLIENT_KEY = "/etc/pgbackrest/client.key"
 #: Backup kinds and their systemd units (timers for full and diff; incr on demand).
 TYPES = ("full", "diff", "incr")
 
