@@ -62,3 +62,27 @@ def test_wrong_credentials_name_bucket_and_endpoint() -> None:
         Bucket="pgfleet-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     with pytest.raises(BucketError, match=r"credentials are refused for bucket 'pgfleet-test' at https://s3.eu-central-1"):
         ensure_bucket(_target(access_key="AKIAWRONG", secret_key="nope"), OWNER)
+
+
+@mock_aws
+@set_initial_no_auth_action_count(0)
+def test_deploy_with_refused_keys_stops_before_any_host_is_touched(monkeypatch) -> None:
+    from deploy_fixtures import fake_inventory, fake_secrets
+    from pgfleet import deployment, spec
+
+    prod = spec.load("prod")
+    # moto stands in for the object storage (an endpoint it intercepts); it checks keys like S3 does
+    s = prod.model_copy(update={"backups": prod.backups.model_copy(update={"endpoint": "s3.eu-central-1.amazonaws.com",
+                                                                            "region": "eu-central-1"})})
+    monkeypatch.setattr(deployment.inv_mod, "load", lambda stack, sp: fake_inventory(s, "prod"))
+    sec = fake_secrets(s)
+    sec.passwords.update(s3_access_key="AKIAWRONGKEY", s3_secret_key="wrong")  # prod's come from Pulumi config secrets
+    monkeypatch.setattr(deployment.secrets, "load", lambda stack, sp: sec)
+    started: list[object] = []
+    monkeypatch.setattr(deployment.subprocess, "Popen", lambda *a, **k: started.append(a))
+    with pytest.raises(BucketError) as e:
+        deployment.run("prod", s, echo=False)
+    msg = str(e.value)
+    assert "stopped at the backup bucket step, before any host was changed" in msg, msg
+    assert f"bucket '{s.backups.bucket}'" in msg and "https://s3.eu-central-1.amazonaws.com" in msg, msg
+    assert not started, "pyinfra must not run after the bucket step failed"

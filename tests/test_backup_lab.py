@@ -189,14 +189,15 @@ def test_object_store_unreachable_fails_the_backup_visibly_while_the_database_se
     layout = Layout.of(lab_spec)
     proxy = objectstore.daemons(lab_spec, layout)[1]
     ld = leader_of(healthy(lab, lab_spec, lab_secrets)).name
+    bm = lab_mod.run(lab_spec, ld, "/usr/local/lib/pgfleet/backup-member --which").stdout.strip()  # whose timer backs up
     dsn = pgfleet("dsn", "lab").stdout.strip()
     assert proxy.stop(), "the object store's proxy was not running"
     try:
-        p = lab_mod.run(lab_spec, ld, "systemctl start pgbackrest-diff.service", check=False, timeout=600)
+        p = lab_mod.run(lab_spec, bm, "systemctl start pgbackrest-diff.service", check=False, timeout=600)
         assert p.returncode != 0
-        state = lab_mod.run(lab_spec, ld, "systemctl is-failed pgbackrest-diff.service", check=False).stdout.strip()
+        state = lab_mod.run(lab_spec, bm, "systemctl is-failed pgbackrest-diff.service", check=False).stdout.strip()
         assert state == "failed", state
-        log = lab_mod.run(lab_spec, ld, "journalctl -u pgbackrest-diff --no-pager -n 30").stdout
+        log = lab_mod.run(lab_spec, bm, "journalctl -u pgbackrest-diff --no-pager -n 30").stdout
         assert "ERROR" in log, log
         with psycopg.connect(dsn, autocommit=True) as c:  # the database keeps serving
             c.execute("CREATE TABLE IF NOT EXISTS store_down (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -204,10 +205,11 @@ def test_object_store_unreachable_fails_the_backup_visibly_while_the_database_se
         chk = pgfleet("check-backups", "lab", check=False)
         assert chk.returncode != 0, chk.stdout
         assert "repository does not answer" in chk.stdout, chk.stdout
+        assert f"scheduled backup failed on {bm}: pgbackrest-diff.service" in chk.stdout, chk.stdout
     finally:
         objectstore.ensure(lab_spec, layout)
         # runbooks/archiving-stuck.md: once the store is back, clear the failed unit and check again
-        lab_mod.run(lab_spec, ld, "systemctl reset-failed pgbackrest-diff.service", check=False)
+        lab_mod.run(lab_spec, bm, "systemctl reset-failed pgbackrest-diff.service", check=False)
     deadline = time.monotonic() + 120
     while (chk := pgfleet("check-backups", "lab", check=False)).returncode != 0:
         assert time.monotonic() < deadline, chk.stdout

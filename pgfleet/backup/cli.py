@@ -415,10 +415,13 @@ def problems(ctx: Ctx) -> tuple[list[str], list[str]]:
         bad.append(f"the repository does not answer 'pgbackrest check' from {h.name}: {detail}")
     else:
         ok.append(f"the repository is reachable and takes WAL ('pgbackrest check' on {h.name})")
-    failed_units = run(ctx, h, "systemctl --failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
-                       "listing failed backup units", timeout=30).stdout.split()
-    if failed_units:
-        bad.append(f"scheduled backup failed on {h.name}: {', '.join(failed_units)} (journalctl -u {failed_units[0]})")
+    for m in ctx.hosts:  # the backup member may be any of them, and change with the roles
+        p = run(ctx, m, "systemctl --failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
+                "listing failed backup units", timeout=30, check=False)
+        if p.returncode != 0:
+            bad.append(f"cannot see the backup units on {m.name}: {(p.stdout + p.stderr).strip()[-300:]}")
+        elif failed := p.stdout.split():
+            bad.append(f"scheduled backup failed on {m.name}: {', '.join(failed)} (journalctl -u {failed[0]})")
     if reachable:
         cat = info(ctx, h)
         if not cat.backups:
