@@ -62,7 +62,9 @@ def settings(control: PatroniControl) -> dict[str, Any]:
                                              "primary_start_timeout")},
         "haproxy": {"inter_ms": h.inter, "fastinter_ms": h.fastinter, "downinter_ms": h.downinter, "fall": h.fall,
                     "rise": h.rise, "on_marked_down": "shutdown-sessions"},
-        "etcd": {"heartbeat_interval_ms": e.heartbeat_interval, "election_timeout_ms": e.election_timeout},
+        "etcd": {"heartbeat_interval_ms": e.heartbeat_interval, "election_timeout_ms": e.election_timeout,
+                 # etcd's leader is handed away from the primary's node (pgfleet/etcd_leader_away.py)
+                 "leader_away_interval_s": sizing.ETCD_LEADER_AWAY_INTERVAL},
     }
 
 

@@ -227,6 +227,11 @@ def etcd_timing(timing: PatroniTiming) -> EtcdTiming:
     return EtcdTiming(heartbeat_interval=max(50, election // 10), election_timeout=election)
 
 
+#: How often (s) a node that runs both the primary and etcd's leader hands etcd's leadership away
+#: (pgfleet/etcd_leader_away.py): once per Patroni loop_wait.
+ETCD_LEADER_AWAY_INTERVAL = 2
+
+
 def kernel_sysctls(cluster: ClusterSpec) -> dict[str, str]:
     """Kernel settings for a database host (PEERS.md: what autobase/Pigsty ship)."""
     ram_mib = cluster.server.memory_mib

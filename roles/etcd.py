@@ -9,14 +9,18 @@ from a 0600 file (:func:`roles._common.converge`).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgfleet import sizing
+from pgfleet import etcd_leader_away, sizing
 from pgfleet.hostdata import ETCD_PATRONI_USER, PATRONI_NAMESPACE, secrets_for
+from pgfleet.inventory import ROLE_POSTGRES
 from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, put, render
+
+LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
 
 DEFAULTS = {
     "etcd_data_dir": "/var/lib/etcd/pgfleet",
@@ -43,3 +47,27 @@ def apply() -> None:
     desired = json.dumps({"root_password": s.password("etcd_root"), "user": ETCD_PATRONI_USER,
                           "user_password": s.password("etcd_patroni"), "prefix": PATRONI_NAMESPACE}, sort_keys=True)
     converge("etcd-auth.json", desired, f"{HELPERS_DIR}/etcd-auth.py {{desired}}", when=host.name == d.etcd_first_member)
+
+    if ROLE_POSTGRES in d.pgfleet_roles:
+        leader_away(s.password("etcd_root"))
+
+
+def leader_away_config(d: dict, root_password: str) -> str:
+    return json.dumps({
+        "etcd": f"https://{d['pgfleet_ip']}:2379", "patroni": "https://127.0.0.1:8008",
+        "ca_file": f"{d['tls_dir']}/ca.crt", "cert_file": f"{d['tls_dir']}/host.crt", "key_file": f"{d['tls_dir']}/host.key",
+        "root_password": root_password, "interval": sizing.ETCD_LEADER_AWAY_INTERVAL,
+    }, sort_keys=True, indent=1)
+
+
+def leader_away(root_password: str) -> None:
+    """On a node that is both an etcd member and a Patroni member: keep etcd's leader off the primary."""
+    d = host.data
+    code = put("Helper etcd-leader-away", f"{HELPERS_DIR}/etcd-leader-away", Path(etcd_leader_away.__file__).read_text(), mode="0755")
+    conf = put("etcd-leader-away configuration", etcd_leader_away.CONFIG, leader_away_config(data(), root_password), mode="0600")
+    unit = put("Unit pgfleet-etcd-leader-away.service", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",
+               render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR, config=etcd_leader_away.CONFIG))
+    systemd.daemon_reload(name="systemd: reload units (etcd-leader-away)", _if=unit.did_change)
+    started = systemd.service(name="etcd-leader-away running", service=LEADER_AWAY_UNIT, running=True, enabled=True)
+    systemd.service(name="etcd-leader-away restart (changed)", service=LEADER_AWAY_UNIT, restarted=True,
+                    _if=lambda: (code.did_change() or conf.did_change() or unit.did_change()) and not started.did_change())

@@ -136,6 +136,40 @@ def test_etcd_refuses_a_client_without_certificate(deployed, lab, lab_spec):  # 
     assert denied.returncode != 0 and ("user name is empty" in denied.stderr or "permission denied" in denied.stderr), denied.stderr
 
 
+ETCDCTL = ("ETCDCTL_API=3 etcdctl --cacert /etc/pgfleet/tls/ca.crt --cert /etc/pgfleet/tls/host.crt "
+           "--key /etc/pgfleet/tls/host.key --endpoints={endpoints}")
+
+
+def etcd_status(lab_spec, host: str, ip: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """(this member's id, the leader's id), hex, as etcdctl shows them."""
+    out = lab_mod.run(lab_spec, host, ETCDCTL.format(endpoints=f"https://{ip}:2379") + " endpoint status -w json").stdout
+    import json
+
+    st = json.loads(out)[0]["Status"]
+    return f"{st['header']['member_id']:x}", f"{st['leader']:x}"
+
+
+def test_etcd_leadership_is_handed_off_the_primarys_node(deployed, lab, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]
+    ms = cluster_mod.wait_healthy(lab, lab_spec.cluster("main"), lab_secrets, timeout=120)
+    primary = cluster_mod.leader(ms)
+    me, _ = etcd_status(lab_spec, primary.name, primary.host)
+    # put etcd's leadership on the primary's node by hand (an admin call: root) ...
+    every = ",".join(f"https://{m.host}:2379" for m in ms)  # move-leader must reach the current leader
+    moved = lab_mod.run(lab_spec, primary.name, ETCDCTL.format(endpoints=every)
+                        + f" --user root:{lab_secrets.password('etcd_root')} move-leader {me}", check=False)
+    assert moved.returncode == 0 or "is already leader" in moved.stderr, moved.stderr
+    # ... and pgfleet-etcd-leader-away hands it to another member within a few of its checks
+    deadline = time.monotonic() + 30
+    while etcd_status(lab_spec, primary.name, primary.host)[1] == me:
+        assert time.monotonic() < deadline, "etcd's leader stayed on the primary's node"
+        time.sleep(1)
+    log = lab_mod.run(lab_spec, primary.name, "journalctl -u pgfleet-etcd-leader-away --no-pager -o cat -n 20").stdout
+    assert "leadership moved to member" in log, log
+    # nothing else changed: the same primary, every member healthy
+    after = cluster_mod.wait_healthy(lab, lab_spec.cluster("main"), lab_secrets, timeout=60)
+    assert cluster_mod.leader(after).name == primary.name
+
+
 def test_patroni_rest_refuses_state_changes_without_credentials(deployed, lab, lab_secrets):  # type: ignore[no-untyped-def]
     ctx = ssl.create_default_context(cadata=lab_secrets.ca_cert_pem)
     node = lab.by_role("postgres")[0].private_ip

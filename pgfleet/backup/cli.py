@@ -404,19 +404,27 @@ def problems(ctx: Ctx) -> tuple[list[str], list[str]]:
     ready = run(ctx, h, f"find {DATA_DIR}/pg_wal/archive_status -name '*.ready' | wc -l", "counting WAL waiting to be archived").stdout
     backlog = int(ready.strip() or 0)
     (bad if backlog > ARCHIVE_BACKLOG_MAX else ok).append(f"{backlog} WAL segment(s) waiting to be archived on {h.name}")
-    try:
-        chk = pgbackrest(ctx, h, "--archive-timeout=20", "--io-timeout=10", "check", step="pgbackrest check", timeout=120, check=False)
-        reachable = chk.returncode == 0
-        err = [line.strip() for line in (chk.stdout + chk.stderr).splitlines() if "ERROR" in line or "WARN" in line]
-        detail = " ".join(err[-3:]) or str(chk.returncode)
-    except BackupError as e:  # a dead store can keep pgBackRest retrying past our limit: that is the answer
-        reachable, detail = False, str(e)
+    s3_host, s3_port = repo.endpoint(ctx.spec)
+    # a store that refuses or drops connections is named at once; pgBackRest itself would retry for minutes
+    tcp = run(ctx, h, f"timeout 5 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{s3_host}/{s3_port}')}",
+              "connecting to the object storage", timeout=30, check=False)
+    if tcp.returncode != 0:
+        reachable, detail = False, f"no TCP connection to {s3_host}:{s3_port} from {h.name} " \
+                                   f"({(tcp.stdout + tcp.stderr).strip()[-200:] or 'timed out'})"
+    else:
+        try:
+            chk = pgbackrest(ctx, h, "--archive-timeout=20", "--io-timeout=10", "check", step="pgbackrest check", timeout=120, check=False)
+            reachable = chk.returncode == 0
+            err = [line.strip() for line in (chk.stdout + chk.stderr).splitlines() if "ERROR" in line or "WARN" in line]
+            detail = " ".join(err[-3:]) or str(chk.returncode)
+        except BackupError as e:  # a store that accepts connections but never answers keeps pgBackRest retrying
+            reachable, detail = False, str(e)
     if not reachable:
         bad.append(f"the repository does not answer 'pgbackrest check' from {h.name}: {detail}")
     else:
         ok.append(f"the repository is reachable and takes WAL ('pgbackrest check' on {h.name})")
     for m in ctx.hosts:  # the backup member may be any of them, and change with the roles
-        p = run(ctx, m, "systemctl --failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
+        p = run(ctx, m, "systemctl list-units --state=failed --no-legend --plain 'pgbackrest-*' | awk '{print $1}'",
                 "listing failed backup units", timeout=30, check=False)
         if p.returncode != 0:
             bad.append(f"cannot see the backup units on {m.name}: {(p.stdout + p.stderr).strip()[-300:]}")

@@ -1,0 +1,65 @@
+"""Unit tests: handing etcd's leadership away from the primary's node (pgfleet/etcd_leader_away.py)."""
+
+from __future__ import annotations
+
+import json
+
+from deploy_fixtures import host_datas
+from pgfleet import etcd_leader_away as away
+from roles import etcd
+
+MEMBERS = [{"ID": "300", "name": "c"}, {"ID": "100", "name": "a"}, {"ID": "200", "name": "b"},
+           {"ID": "400", "name": "", "isLearner": True}]
+
+
+def status(me: str, leader: str) -> dict[str, object]:
+    return {"header": {"member_id": me}, "leader": leader}
+
+
+def test_moves_only_when_this_member_leads() -> None:
+    assert away.target(status("200", "100"), MEMBERS) is None
+    assert away.target(status("100", "100"), MEMBERS) == "200"  # lowest other id: every run picks the same
+    assert away.target(status("300", "300"), MEMBERS) == "100"
+
+
+def test_never_to_an_unstarted_member_or_learner() -> None:
+    assert away.target(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "400", "name": ""}]) is None
+    assert away.target(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "500", "name": "e", "isLearner": True}]) is None
+
+
+def test_once_leaves_etcd_alone_on_a_replica_node() -> None:
+    class Replica:
+        def is_primary(self) -> bool:
+            return False
+
+        def status(self) -> dict[str, object]:
+            raise AssertionError("a replica's node must not even ask etcd")
+
+    assert away.once(Replica()) is None  # type: ignore[arg-type]
+
+
+def test_once_moves_leadership_off_the_primary() -> None:
+    moved: list[str] = []
+
+    class Primary:
+        def is_primary(self) -> bool:
+            return True
+
+        def status(self) -> dict[str, object]:
+            return status("100", "100")
+
+        def members(self) -> list[dict[str, object]]:
+            return MEMBERS
+
+        def move_leader(self, to: str) -> None:
+            moved.append(to)
+
+    assert away.once(Primary()) == "200" and moved == ["200"]  # type: ignore[arg-type]
+
+
+def test_deploy_config_names_the_local_member_and_stays_secret() -> None:
+    s, inv, hd = host_datas("lab")
+    d = hd["lab-main-2"]
+    cfg = json.loads(etcd.leader_away_config(d, "ROOTPW"))
+    assert cfg["etcd"] == f"https://{d['pgfleet_ip']}:2379" and cfg["patroni"] == "https://127.0.0.1:8008"
+    assert cfg["root_password"] == "ROOTPW" and cfg["interval"] == 2
