@@ -170,6 +170,14 @@ def test_etcd_leadership_is_handed_off_the_primarys_node(deployed, lab, lab_spec
     assert cluster_mod.leader(after).name == primary.name
 
 
+def test_haproxy_health_checks_leave_patronis_log_clean(deployed, lab, lab_spec):  # type: ignore[no-untyped-def]
+    # 6 backends' checks reach every member's Patroni every 2 s; none may end in a logged traceback
+    time.sleep(6)
+    for h in lab.by_role("postgres"):
+        log = lab_mod.run(lab_spec, h.name, "journalctl -u patroni --no-pager -o cat --since -5s").stdout
+        assert "Traceback" not in log and "ConnectionResetError" not in log, log[-2000:]
+
+
 def test_patroni_rest_refuses_state_changes_without_credentials(deployed, lab, lab_secrets):  # type: ignore[no-untyped-def]
     ctx = ssl.create_default_context(cadata=lab_secrets.ca_cert_pem)
     node = lab.by_role("postgres")[0].private_ip

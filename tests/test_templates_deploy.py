@@ -83,7 +83,7 @@ def test_haproxy_config_passes_haproxy_check(stack: str, tmp_path: Path) -> None
     cfg.write_text(haproxy.config(d, 20000))
     text = cfg.read_text()
     assert text.count("on-marked-down shutdown-sessions") == 1  # in default-server: every server gets it
-    assert "check-ssl verify required" in text and "uri /primary" in text and "uri /replica" in text
+    assert "check-ssl verify required" in text and "meth OPTIONS uri /primary" in text and "uri /replica" in text
     for port in (5000, 5001, 5002, 5003, 7000):
         assert f"bind :{port}" in text
     cp = subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
