@@ -167,12 +167,14 @@ def node_loss_write_gap(timing: PatroniTiming, haproxy: HaproxyTiming, etcd: Etc
     """Computed bounds (s) of the write gap after the primary's host dies:
     its leader lease expires ttl − (time since its last refresh, up to
     loop_wait) after the kill, then the synchronous standby promotes (~1 s
-    measured) and HAProxy routes to it (≤ downinter). When the host also held
-    etcd's raft leadership, the new etcd leader renews every lease by its full
-    TTL after an election (etcd 3.5), which adds up to election_timeout."""
+    measured) and HAProxy routes to it (≤ downinter). A host that also led
+    etcd would add an election and a full lease renewal (etcd 3.5 renews
+    every lease on a leader change); pgfleet/etcd_leader_away.py keeps etcd's
+    leader off the primary's node, so ``etcd`` only matters in the seconds
+    right after a failover, before the new primary's node hands it away."""
     promote = 1.0
     low = timing.ttl - timing.loop_wait + promote
-    high = timing.ttl + promote + haproxy.downinter / 1000 + 2 * etcd.election_timeout / 1000
+    high = timing.ttl + promote + haproxy.downinter / 1000
     return low, high
 
 
