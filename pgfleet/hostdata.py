@@ -95,8 +95,8 @@ def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
     lines = [
         f"local   all          {PG_SUPERUSER:<15} peer",
         f"local   all          {PG_POOLER_AUTH:<15} peer map=pooler",
-        f"local   replication  all             reject",
-        f"local   all          all             scram-sha-256",
+        "local   replication  all             reject",
+        "local   all          all             scram-sha-256",
         # the superuser never logs in over the network
         f"host    all          {PG_SUPERUSER:<15} all  reject",
     ]
@@ -107,7 +107,7 @@ def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
     # member that lost power never rejoins
     lines.append(f"hostssl replication  {PG_REPLICATION:<15} 127.0.0.1/32  scram-sha-256")
     lines.append("host    replication  all             all  reject")
-    lines.append(f"hostssl all          all             127.0.0.1/32  scram-sha-256")
+    lines.append("hostssl all          all             127.0.0.1/32  scram-sha-256")
     for ip in members:
         lines.append(f"hostssl all          all             {ip}/32  scram-sha-256")
     for cidr in [spec.network.subnet, *spec.client_cidrs]:

@@ -62,7 +62,6 @@ def leader_away_config(d: dict, root_password: str) -> str:
 
 def leader_away(root_password: str) -> None:
     """On a node that is both an etcd member and a Patroni member: keep etcd's leader off the primary."""
-    d = host.data
     code = put("Helper etcd-leader-away", f"{HELPERS_DIR}/etcd-leader-away", Path(etcd_leader_away.__file__).read_text(), mode="0755")
     conf = put("etcd-leader-away configuration", etcd_leader_away.CONFIG, leader_away_config(data(), root_password), mode="0600")
     unit = put("Unit pgfleet-etcd-leader-away.service", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",

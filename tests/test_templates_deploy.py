@@ -22,7 +22,7 @@ import yaml
 from deploy_fixtures import fake_secrets, host_datas
 from pgfleet import hostdata
 from pgfleet import tls as tls_mod
-from roles import databases, etcd, firewall, haproxy, patroni, pgbouncer
+from roles import databases, firewall, haproxy, patroni, pgbouncer
 from roles._common import render
 
 STACKS = ["lab", "dev", "staging", "prod"]

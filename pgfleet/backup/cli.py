@@ -36,6 +36,7 @@ import typer
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import inventory as inv_mod
+from pgfleet import remote
 from pgfleet import secrets as secrets_mod
 from pgfleet.backup import bucket, catalog, member, repo
 from pgfleet.errors import ClusterError, PgfleetError
@@ -95,21 +96,12 @@ def context(stack: str, cluster: str | None) -> Ctx:
 # ---- commands on nodes
 
 
-def ssh_argv(inv: Inventory, h: InventoryHost, command: str) -> list[str]:
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-p", str(h.ssh_port)]
-    if inv.ssh_key_file:
-        argv += ["-i", inv.ssh_key_file, "-o", "IdentitiesOnly=yes"]
-    if inv.known_hosts_file:
-        argv += ["-o", f"UserKnownHostsFile={inv.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
-    return [*argv, f"{h.ssh_user}@{h.public_ip}", command]
-
-
 def run(ctx: Ctx, h: InventoryHost, argv: list[str] | str, step: str, *, timeout: float = 600,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command on a node; BackupError names host, step and output on failure."""
-    command = argv if isinstance(argv, str) else shlex.join(argv)
+    command = remote.command_line(argv)
     try:
-        p = subprocess.run(ssh_argv(ctx.inv, h, command), capture_output=True, text=True, timeout=timeout)
+        p = remote.run(ctx.inv, h, command, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BackupError(f"{h.name}: {step} did not finish within {timeout:.0f} s ({command})") from None
     if check and p.returncode != 0:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pgfleet import remote
 from pgfleet.errors import ClusterError, PgfleetError
 
 if TYPE_CHECKING:
@@ -364,14 +365,8 @@ class PatroniControl(ClusterControl):
     def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
         if member not in self.hosts:
             raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
-        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-        if self._inv.ssh_key_file:
-            cmd += ["-i", self._inv.ssh_key_file, "-o", "IdentitiesOnly=yes"]
-        if self._inv.known_hosts_file:
-            cmd += ["-o", f"UserKnownHostsFile={self._inv.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
-        cmd += [f"{self._spec.ssh_user}@{self.hosts[member]}", shlex.join(argv)]
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            p = remote.run(self._inv, self._inv.host(member), argv, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ClusterError(f"{member}: {shlex.join(argv)} did not finish within {timeout:.0f}s") from None
         if p.returncode != 0:
