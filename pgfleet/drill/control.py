@@ -1,9 +1,10 @@
 """What a drill may do to a cluster: :class:`ClusterControl`, and pgfleet's.
 
 Scenarios only speak this interface, so the same drill runs against the lab,
-a static stack or (later) Hetzner Cloud. :class:`PatroniControl` implements it
-with what the deploy set up (Patroni's authenticated REST API, the inventory's
-SSH access, pgfleet's DSNs) and the lab's fault functions.
+a static stack or Hetzner Cloud. :class:`PatroniControl` implements it with
+what the deploy set up (Patroni's authenticated REST API, the inventory's SSH
+access, pgfleet's DSNs), the lab's fault functions, and on Hetzner its API
+for power and the members' nftables for partitions (:mod:`pgfleet.drill.hetzner`).
 
 What a provider cannot do yet raises :class:`DrillNotWired` naming the missing
 piece instead of pretending.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgfleet import remote
+from pgfleet.drill import hetzner
 from pgfleet.errors import ClusterError, PgfleetError
 
 if TYPE_CHECKING:
@@ -378,43 +380,55 @@ class PatroniControl(ClusterControl):
 
     # ---- faults only a provider can cause
 
-    def _lab(self, verb: str) -> None:
-        if self.provider != "lab":
-            raise DrillNotWired(f"'{verb}' on provider {self.provider!r} is not built yet: the lab does it with "
-                                f"'pgfleet lab {verb}'; Hetzner needs a power/firewall action through its API (issue 6)")
+    # lab: `pgfleet lab kill|start|partition|heal|exec`; Hetzner: its API for power, the member's nftables for
+    # partitions (pgfleet/drill/hetzner.py); static hosts: partitions only (nothing pgfleet can power off)
+
+    def _hetzner(self) -> hetzner.Api:
+        if self.provider != "hcloud":
+            raise DrillNotWired(f"powering a member off on provider {self.provider!r} is not possible from pgfleet: "
+                                "static hosts have no API for it (node-loss runs in the lab and on Hetzner stacks)")
+        return hetzner.Api(hetzner.token())
 
     def power_off(self, member: str) -> None:
         from pgfleet import lab
 
-        self._lab("kill")
-        if not lab.kill(self._spec, member):
+        if self.provider != "lab":
+            self._hetzner().action(member, "poweroff")
+        elif not lab.kill(self._spec, member):
             raise ClusterError(f"{member} was not running, so it could not be powered off")
 
     def power_on(self, member: str) -> None:
         from pgfleet import lab
 
-        self._lab("start")
-        lab.start(self._spec, member)
+        if self.provider != "lab":
+            self._hetzner().action(member, "poweron")
+        else:
+            lab.start(self._spec, member)
 
     def partition(self, member: str) -> None:
         from pgfleet import lab
 
-        self._lab("partition")
-        lab.partition(self._spec, member)
+        if self.provider == "lab":
+            lab.partition(self._spec, member)
+        else:  # SSH keeps working over the public interface: only the private network is cut
+            self.run(member, ["sh", "-c", hetzner.partition_script(self._spec.network.ip_range)])
 
     def heal(self, member: str) -> None:
         from pgfleet import lab
 
-        self._lab("heal")
-        lab.heal(self._spec, member)
+        if self.provider == "lab":
+            lab.heal(self._spec, member)
+        else:
+            self.run(member, ["sh", "-c", hetzner.heal_script()])
 
     def sql_isolated(self, member: str, sql: str) -> str:
-        """SQL on a partitioned member through the lab's console (no network needed), as postgres over its socket."""
+        """SQL on a partitioned member as postgres over its socket: the lab's console, or SSH on the public address."""
         from pgfleet import lab
 
-        self._lab("exec")
         psql = (f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
                 f"-c {shlex.quote(sql)}")
+        if self.provider != "lab":
+            return self.run(member, ["sh", "-c", psql])
         cp = lab.exec_on(self._spec, member, psql, timeout=30, check=False)
         if cp.returncode != 0:
             raise ClusterError(f"{member}: {sql} failed: {(cp.stderr or cp.stdout).strip()}")
