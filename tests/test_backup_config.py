@@ -149,3 +149,14 @@ def test_restore_target_formats() -> None:
     with pytest.raises(catalog.RestoreRefused):
         parse_target("yesterday")
     assert parse_target("2026-11-25 08:15:00+00:00") == dt.datetime(2026, 11, 25, 8, 15, tzinfo=dt.timezone.utc)
+
+
+def test_restore_options_latest_and_to_a_moment() -> None:
+    import datetime as dt
+
+    from pgfleet.backup.cli import restore_args
+
+    # pgBackRest refuses --target-action without a target type (found by bench/backup.py's restore --to latest)
+    assert restore_args(None) == ["--delta", "--type=default"]
+    t = dt.datetime(2026, 11, 25, 8, 15, tzinfo=dt.timezone.utc)
+    assert restore_args(t) == ["--delta", "--type=time", "--target=2026-11-25 08:15:00.000000+00", "--target-action=promote"]

@@ -272,8 +272,7 @@ def restore(stack: Stack,
     run(ctx, first, f"printf '%s\\nYes I am aware\\n' {shlex.quote(ctx.cluster.name)} | "
         f"patronictl -c {PATRONI_CONFIG} remove {shlex.quote(ctx.cluster.name)}", "removing the cluster's state from etcd")
     say(f"cluster state removed from etcd (patronictl remove {ctx.cluster.name})")
-    kind = ["--type=default"] if target is None else ["--type=time", f"--target={pgbackrest_time(target)}"]
-    pgbackrest(ctx, first, "--delta", *kind, "--target-action=promote", "restore", step="pgbackrest restore")
+    pgbackrest(ctx, first, *restore_args(target), "restore", step="pgbackrest restore")
     say(f"{first.name}: restored from the repository, recovering")
     recover_and_promote(ctx, first)
     tl = psql_after_patroni_start(ctx, first)
@@ -289,6 +288,17 @@ def restore(stack: Stack,
         say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
     wait_all_streaming(ctx, timeout=900)
     say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
+
+
+def restore_args(target: dt.datetime | None) -> list[str]:
+    """pgBackRest restore options: to a moment and promote there, or (``latest``) replay every archived WAL.
+
+    Without a target PostgreSQL ends recovery by itself when the archive runs
+    out; pgBackRest refuses ``--target-action`` then.
+    """
+    if target is None:
+        return ["--delta", "--type=default"]
+    return ["--delta", "--type=time", f"--target={pgbackrest_time(target)}", "--target-action=promote"]
 
 
 def wait_all_streaming(ctx: Ctx, timeout: float) -> None:
