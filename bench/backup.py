@@ -42,6 +42,21 @@ def newest(kind: str) -> dict:
             "seconds_by_pgbackrest": (b.stop - b.start).total_seconds()}
 
 
+def rebuild_replica() -> dict:
+    """Wipe one replica's data directory; time until Patroni has it streaming again (pgBackRest restores it)."""
+    from pgfleet import cluster as cluster_mod
+    from pgfleet import lab
+    from pgfleet.backup import cli as bcli
+
+    ctx = bcli.context("lab", None)
+    ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
+    victim = next(m.name for m in ms if m.role == "replica")
+    t = time.monotonic()
+    lab.run(ctx.spec, victim, f"systemctl stop patroni && find {bcli.DATA_DIR} -mindepth 1 -delete && systemctl start patroni")
+    bcli.wait_all_streaming(ctx, timeout=1800)
+    return {"member": victim, "seconds": round(time.monotonic() - t, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
@@ -64,12 +79,13 @@ def main() -> None:
     full_s, full_out = pgfleet("backup", "lab", "--type", "full")
     full = newest("full")
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("UPDATE bench_vectors SET embedding = embedding WHERE id %% 100 = 0")
+        c.execute("UPDATE bench_vectors SET embedding = embedding WHERE id % 100 = 0")
     diff_s, _ = pgfleet("backup", "lab", "--type", "diff")
     diff = newest("diff")
     restore_s, out = pgfleet("restore", "lab", "--to", "latest", "--yes")
     with psycopg.connect(dsn) as c:
         rows = c.execute("SELECT count(*) FROM bench_vectors").fetchone()[0]
+    rebuild = rebuild_replica()
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("DROP TABLE bench_vectors")
     result = {
@@ -77,7 +93,10 @@ def main() -> None:
                      "load_seconds": load, "index_seconds": index},
         "full_backup": {"seconds": full_s, **full, "taken_on": full_out.splitlines()[0] if full_out else ""},
         "diff_backup_after_1pct_update": {"seconds": diff_s, **diff},
+        # in place: pgBackRest --delta keeps the leader's files that already match, so this is not a cold restore
         "restore_latest_whole_cluster": {"seconds": restore_s, "rows_after": rows, "log": out.splitlines()},
+        # cold: an empty data directory filled from the repository, then streaming
+        "replica_rebuilt_from_empty": rebuild,
     }
     print(json.dumps(result, indent=1))
     results_file.write("backup", result)
