@@ -33,20 +33,21 @@ from typing import Any
 CONFIG = "/etc/pgfleet/etcd-leader-away.json"
 
 
-def target(status: Mapping[str, Any], members: list[Mapping[str, Any]]) -> str | None:
-    """The member to hand etcd's leadership to, or None when this member does not lead.
+def targets(status: Mapping[str, Any], members: list[Mapping[str, Any]]) -> list[str]:
+    """Members to hand etcd's leadership to, in the order to try; empty when this member does not lead.
 
     ``status`` is this member's ``/v3/maintenance/status`` answer, ``members``
     the ``/v3/cluster/member/list`` members (ids are decimal strings in etcd's
-    JSON gateway). The transferee is the started voting member with the lowest
-    id other than this one, so repeated runs pick the same member.
+    JSON gateway): the started voting members other than this one, lowest id
+    first, so repeated runs agree. A member that is down refuses the transfer
+    and the next one is tried (after a failover the old primary's node is
+    usually the one that is down).
     """
     me = str(status.get("header", {}).get("member_id", ""))
     if not me or str(status.get("leader", "")) != me:
-        return None
-    others = sorted((str(m["ID"]) for m in members
-                     if str(m.get("ID")) != me and m.get("name") and not m.get("isLearner")), key=int)
-    return others[0] if others else None
+        return []
+    return sorted((str(m["ID"]) for m in members
+                   if str(m.get("ID")) != me and m.get("name") and not m.get("isLearner")), key=int)
 
 
 class Client:
@@ -85,10 +86,16 @@ def once(c: Client) -> str | None:
     """One check; the member leadership was moved to, if it was."""
     if not c.is_primary():
         return None
-    to = target(c.status(), c.members())
-    if to is not None:
-        c.move_leader(to)
-    return to
+    errors = []
+    for to in targets(c.status(), c.members()):
+        try:
+            c.move_leader(to)
+            return to
+        except OSError as e:
+            errors.append(f"{int(to):x}: {e}")
+    if errors:
+        raise OSError(f"no member took etcd's leadership: {'; '.join(errors)}")
+    return None
 
 
 def main(argv: list[str]) -> int:

@@ -17,14 +17,14 @@ def status(me: str, leader: str) -> dict[str, object]:
 
 
 def test_moves_only_when_this_member_leads() -> None:
-    assert away.target(status("200", "100"), MEMBERS) is None
-    assert away.target(status("100", "100"), MEMBERS) == "200"  # lowest other id: every run picks the same
-    assert away.target(status("300", "300"), MEMBERS) == "100"
+    assert away.targets(status("200", "100"), MEMBERS) == []
+    assert away.targets(status("100", "100"), MEMBERS) == ["200", "300"]  # lowest other id first: every run agrees
+    assert away.targets(status("300", "300"), MEMBERS) == ["100", "200"]
 
 
 def test_never_to_an_unstarted_member_or_learner() -> None:
-    assert away.target(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "400", "name": ""}]) is None
-    assert away.target(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "500", "name": "e", "isLearner": True}]) is None
+    assert away.targets(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "400", "name": ""}]) == []
+    assert away.targets(status("100", "100"), [{"ID": "100", "name": "a"}, {"ID": "500", "name": "e", "isLearner": True}]) == []
 
 
 def test_once_leaves_etcd_alone_on_a_replica_node() -> None:
@@ -55,6 +55,27 @@ def test_once_moves_leadership_off_the_primary() -> None:
             moved.append(to)
 
     assert away.once(Primary()) == "200" and moved == ["200"]  # type: ignore[arg-type]
+
+
+def test_a_member_that_is_down_is_skipped() -> None:
+    tried: list[str] = []
+
+    class Primary:
+        def is_primary(self) -> bool:
+            return True
+
+        def status(self) -> dict[str, object]:
+            return status("100", "100")
+
+        def members(self) -> list[dict[str, object]]:
+            return MEMBERS
+
+        def move_leader(self, to: str) -> None:
+            tried.append(to)
+            if to == "200":  # the old primary's node, powered off
+                raise TimeoutError("timed out")
+
+    assert away.once(Primary()) == "300" and tried == ["200", "300"]  # type: ignore[arg-type]
 
 
 def test_deploy_config_names_the_local_member_and_stays_secret() -> None:
