@@ -163,18 +163,24 @@ def haproxy_timing(timing: PatroniTiming) -> HaproxyTiming:
     return HaproxyTiming(inter=min(2000, timing.loop_wait * 1000), fastinter=500, downinter=500, fall=2, rise=1)
 
 
+#: Patroni asks every member it still sees, the dead leader too, for its state before it promotes;
+#: the timeout of that request is fixed in Patroni (ha.py: fetch_node_status, timeout=2).
+PATRONI_MEMBER_PROBE_TIMEOUT = 2.0
+
+
 def node_loss_write_gap(timing: PatroniTiming, haproxy: HaproxyTiming, etcd: EtcdTiming) -> tuple[float, float]:
     """Computed bounds (s) of the write gap after the primary's host dies:
     its leader lease expires ttl − (time since its last refresh, up to
-    loop_wait) after the kill, then the synchronous standby promotes (~1 s
-    measured) and HAProxy routes to it (≤ downinter). A host that also led
-    etcd would add an election and a full lease renewal (etcd 3.5 renews
-    every lease on a leader change); pgfleet/etcd_leader_away.py keeps etcd's
-    leader off the primary's node, so ``etcd`` only matters in the seconds
-    right after a failover, before the new primary's node hands it away."""
+    loop_wait) after the kill; the candidate then waits for its probe of the
+    dead leader to time out (:data:`PATRONI_MEMBER_PROBE_TIMEOUT`), promotes
+    (~0.5–1 s measured) and HAProxy routes to it (≤ downinter). A host that
+    also led etcd would add an election and a full lease renewal (etcd 3.5
+    renews every lease on a leader change); pgfleet/etcd_leader_away.py keeps
+    etcd's leader off the primary's node, so ``etcd`` only matters in the
+    seconds right after a failover, before the new primary's node hands it away."""
     promote = 1.0
-    low = timing.ttl - timing.loop_wait + promote
-    high = timing.ttl + promote + haproxy.downinter / 1000
+    low = timing.ttl - timing.loop_wait + PATRONI_MEMBER_PROBE_TIMEOUT
+    high = timing.ttl + PATRONI_MEMBER_PROBE_TIMEOUT + promote + haproxy.downinter / 1000
     return low, high
 
 

@@ -84,11 +84,12 @@ def test_haproxy_routes_a_new_primary_within_half_a_second_and_drops_a_dead_one_
     assert not (3000 + 3 * 1000 <= t.loop_wait * 1000 + 1000)
 
 
-def test_computed_node_loss_gap_meets_the_goal_with_etcds_leader_off_the_primary() -> None:
+def test_computed_node_loss_gap_is_ttl_plus_patronis_probe_plus_promotion_and_routing() -> None:
     s = spec.load("prod")
     t = sizing.patroni_timing(s)
     lo, hi = sizing.node_loss_write_gap(t, sizing.haproxy_timing(t), sizing.etcd_timing(t))
-    assert 18 <= lo <= 20
-    assert hi <= 22  # ttl 20 + promotion + routing (etcd's leader is kept off the primary's node)
+    assert lo == t.ttl - t.loop_wait + sizing.PATRONI_MEMBER_PROBE_TIMEOUT == 20
+    # measured 22.0-23.1 s (bench/results/drills.json): the goal of 22 s sits inside this range, not above it
+    assert hi == t.ttl + sizing.PATRONI_MEMBER_PROBE_TIMEOUT + 1.0 + 0.5 == 23.5
     slow = sizing.PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)
     assert sizing.node_loss_write_gap(slow, sizing.haproxy_timing(slow), sizing.etcd_timing(slow))[1] > hi
