@@ -27,6 +27,7 @@ import pytest
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import lab as lab_mod
+from pgfleet.backup.cli import START_PATRONI
 from pgfleet.lab import objectstore
 from pgfleet.lab.layout import Layout
 
@@ -136,7 +137,7 @@ def test_replica_rebuilt_from_the_backup_repository_not_the_primary(ready, lab_s
     victim = next(m.name for m in ms if m.role == "replica")
     since = lab_mod.run(lab_spec, victim, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     # runbooks/rebuild-replica.md
-    lab_mod.run(lab_spec, victim, f"systemctl stop patroni && find {DATA_DIR} -mindepth 1 -delete && systemctl start patroni")
+    lab_mod.run(lab_spec, victim, f"systemctl stop patroni && find {DATA_DIR} -mindepth 1 -delete && {START_PATRONI}")
     healthy(lab, lab_spec, lab_secrets)
     log = lab_mod.run(lab_spec, victim, f"journalctl -u patroni --no-pager --since '{since}'").stdout
     assert "replica has been created using pgbackrest" in log, log[-3000:]

@@ -154,7 +154,8 @@ def test_etcd_leadership_is_handed_off_the_primarys_node(deployed, lab, lab_spec
     primary = cluster_mod.leader(ms)
     me, _ = etcd_status(lab_spec, primary.name, primary.host)
     # put etcd's leadership on the primary's node by hand (an admin call: root) ...
-    every = ",".join(f"https://{m.host}:2379" for m in ms)  # move-leader must reach the current leader
+    # move-leader must reach the current etcd leader: every etcd member, whatever Patroni reports
+    every = ",".join(f"https://{h.private_ip}:2379" for h in lab.by_role("etcd"))
     moved = lab_mod.run(lab_spec, primary.name, ETCDCTL.format(endpoints=every)
                         + f" --user root:{lab_secrets.password('etcd_root')} move-leader {me}", check=False)
     assert moved.returncode == 0 or "is already leader" in moved.stderr, moved.stderr

@@ -52,6 +52,10 @@ ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name 
 DATA_DIR = "/var/lib/postgresql/17/data"
 BIN_DIR = "/usr/lib/postgresql/17/bin"
 PATRONI_CONFIG = "/etc/patroni/patroni.yml"
+#: Start Patroni, once more after a short pause if systemd could not spawn it: right after a stop
+#: that happens on container hosts (the lab: "Job for patroni.service failed because of unavailable
+#: resources"); a second failure is reported with its output.
+START_PATRONI = "systemctl start patroni || { sleep 3; systemctl reset-failed patroni; systemctl start patroni; }"
 #: Grace on top of the longest gap between scheduled backups before the newest one counts as too old.
 BACKUP_AGE_GRACE = dt.timedelta(hours=2)
 #: WAL segments waiting for the archiver beyond which archiving counts as stuck.
@@ -284,7 +288,7 @@ def restore(stack: Stack,
     pgbackrest(ctx, first, "--type=full", "--backup-standby=n", "backup", step="full backup of the new timeline")
     say(f"{first.name}: full backup of the new timeline taken (replicas are rebuilt from it)")
     for h in order[:-1]:
-        run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && systemctl start patroni", "wiping and starting the replica")
+        run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && {START_PATRONI}", "wiping and starting the replica")
         say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
     wait_all_streaming(ctx, timeout=900)
     say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
@@ -347,7 +351,7 @@ def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> No
 
 
 def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | None:
-    run(ctx, h, "systemctl start patroni", "starting Patroni on the restored member")
+    run(ctx, h, START_PATRONI, "starting Patroni on the restored member")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
