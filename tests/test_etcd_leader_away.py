@@ -38,44 +38,46 @@ def test_once_leaves_etcd_alone_on_a_replica_node() -> None:
     assert away.once(Replica()) is None  # type: ignore[arg-type]
 
 
+class PrimaryLeadingEtcd:
+    """This node runs the primary and leads etcd; ``down`` members refuse the transfer."""
+
+    def __init__(self, down: tuple[str, ...] = ()) -> None:
+        self.down = down
+        self.tried: list[str] = []
+
+    def is_primary(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, object]:
+        return status("100", "100")
+
+    def members(self) -> list[dict[str, object]]:
+        return MEMBERS
+
+    def move_leader(self, to: str) -> None:
+        self.tried.append(to)
+        if to in self.down:  # e.g. the old primary's node, powered off
+            raise TimeoutError("timed out")
+
+
 def test_once_moves_leadership_off_the_primary() -> None:
-    moved: list[str] = []
-
-    class Primary:
-        def is_primary(self) -> bool:
-            return True
-
-        def status(self) -> dict[str, object]:
-            return status("100", "100")
-
-        def members(self) -> list[dict[str, object]]:
-            return MEMBERS
-
-        def move_leader(self, to: str) -> None:
-            moved.append(to)
-
-    assert away.once(Primary()) == "200" and moved == ["200"]  # type: ignore[arg-type]
+    c = PrimaryLeadingEtcd()
+    assert away.once(c) == "200" and c.tried == ["200"]  # type: ignore[arg-type]
 
 
 def test_a_member_that_is_down_is_skipped() -> None:
-    tried: list[str] = []
+    c = PrimaryLeadingEtcd(down=("200",))
+    assert away.once(c) == "300" and c.tried == ["200", "300"]  # type: ignore[arg-type]
 
-    class Primary:
-        def is_primary(self) -> bool:
-            return True
 
-        def status(self) -> dict[str, object]:
-            return status("100", "100")
-
-        def members(self) -> list[dict[str, object]]:
-            return MEMBERS
-
-        def move_leader(self, to: str) -> None:
-            tried.append(to)
-            if to == "200":  # the old primary's node, powered off
-                raise TimeoutError("timed out")
-
-    assert away.once(Primary()) == "300" and tried == ["200", "300"]  # type: ignore[arg-type]
+def test_no_member_takes_it_is_an_error_to_retry() -> None:
+    c = PrimaryLeadingEtcd(down=("200", "300"))
+    try:
+        away.once(c)  # type: ignore[arg-type]
+    except OSError as e:
+        assert "no member took etcd's leadership" in str(e)
+    else:
+        raise AssertionError("a failed handoff must be reported (the service logs it and retries)")
 
 
 def test_deploy_config_names_the_local_member_and_stays_secret() -> None:
