@@ -53,7 +53,7 @@ def rebuild_replica() -> dict:
     victim = next(m.name for m in ms if m.role == "replica")
     t = time.monotonic()
     lab.run(ctx.spec, victim, f"systemctl stop patroni && find {bcli.DATA_DIR} -mindepth 1 -delete && {bcli.START_PATRONI}")
-    bcli.wait_all_streaming(ctx, timeout=1800)
+    cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=1800)
     return {"member": victim, "seconds": round(time.monotonic() - t, 2)}
 
 

@@ -27,13 +27,6 @@ def load_spec(stack: str) -> spec_mod.Spec:
     return spec_mod.load(stack)
 
 
-def stack_name(stack: str) -> str:
-    from pathlib import Path
-
-    p = Path(stack)
-    return spec_mod.environment_of(p) if p.suffix in (".yaml", ".yml") else stack
-
-
 @app.command()
 def validate(stack: Stack) -> None:
     """Check a stack file and print every problem at once."""
@@ -48,7 +41,7 @@ def inventory(stack: Stack) -> None:
     from pgfleet import inventory as inv
 
     s = load_spec(stack)
-    print(inv.load(stack_name(stack), s).to_json())
+    print(inv.load(spec_mod.stack_name(stack), s).to_json())
 
 
 # Command groups that live beside their concern register here.

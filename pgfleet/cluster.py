@@ -71,12 +71,15 @@ def healthy(ms: list[Member], synchronous: bool) -> bool:
 
 
 def wait_healthy(inv: Inventory, cluster: ClusterSpec, secrets: Secrets, timeout: float = 90) -> list[Member]:
-    """Members once :func:`healthy` (Patroni picks the synchronous standby a loop after replicas stream)."""
+    """Members once every member of the inventory is there and :func:`healthy`
+    (Patroni picks the synchronous standby a loop after replicas stream; a
+    member whose Patroni is down or not registered yet is simply missing)."""
+    expected = len(cluster_members(inv, cluster.name))
     deadline = time.monotonic() + timeout
     while True:
         try:
             ms = members(inv, cluster.name, secrets)
-            if healthy(ms, cluster.synchronous):
+            if len(ms) == expected and healthy(ms, cluster.synchronous):
                 return ms
         except ClusterError:
             ms = []

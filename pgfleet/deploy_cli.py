@@ -16,18 +16,13 @@ from pgfleet import inventory as inv_mod
 from pgfleet import secrets as secrets_mod
 from rich.console import Console
 
+from pgfleet import spec as spec_mod
 from pgfleet.spec import load as load_spec
 from pgfleet.errors import ClusterError, PgfleetError
 
 console = Console()
 # pgfleet/cli.py imports this module, so its helpers are imported at call time
 Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
-
-
-def stack_name(stack: str) -> str:
-    from pgfleet.cli import stack_name as name
-
-    return name(stack)
 
 
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
@@ -38,7 +33,7 @@ def deploy(stack: Stack,
            limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None) -> None:
     """Make the stack's hosts into the cluster the spec describes (safe to run again: no change, no effect)."""
     s = load_spec(stack)
-    result = deployment.run(stack_name(stack), s, dry=dry, limit=limit)
+    result = deployment.run(spec_mod.stack_name(stack), s, dry=dry, limit=limit)
     console.print(deployment.summary(result), highlight=False)
 
 
@@ -47,7 +42,7 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
     import subprocess
 
     s = load_spec(stack)
-    name = stack_name(stack)
+    name = spec_mod.stack_name(stack)
     if s.provider == "lab":
         from pgfleet import lab
 
@@ -72,7 +67,7 @@ def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")]
     import subprocess
 
     s = load_spec(stack)
-    name = stack_name(stack)
+    name = spec_mod.stack_name(stack)
     if s.provider == "lab":
         from pgfleet import lab
 
@@ -92,7 +87,7 @@ def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")]
 def status(stack: Stack, cluster: ClusterOpt = None) -> None:
     """Members with role, state, timeline, lag and the synchronous standby; exit 1 without a leader."""
     s = load_spec(stack)
-    name = stack_name(stack)
+    name = spec_mod.stack_name(stack)
     inv = inv_mod.load(name, s)
     sec = secrets_mod.load(name, s)
     missing = False
@@ -120,7 +115,7 @@ def dsn(stack: Stack,
         cluster: ClusterOpt = None) -> None:
     """A libpq connection string through HAProxy, TLS verify-full against the cluster CA."""
     s = load_spec(stack)
-    name = stack_name(stack)
+    name = spec_mod.stack_name(stack)
     c = s.cluster(cluster) if cluster else s.clusters[0]
     print(cluster_mod.dsn(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct, db=db, user=user))
 

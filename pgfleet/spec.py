@@ -192,6 +192,12 @@ def environment_of(path: Path) -> str:
     return m.group(1) if m else path.stem
 
 
+def stack_name(stack: str) -> str:
+    """The stack's name from a command-line STACK: a name as given, or a stack file's environment."""
+    p = Path(stack)
+    return environment_of(p) if p.suffix in (".yaml", ".yml") else stack
+
+
 def config_from_yaml(text: str, source: str) -> dict[str, Any]:
     """The ``pgfleet:`` keys of a Pulumi stack file, namespace stripped."""
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pyinfra import host, logger
@@ -52,6 +54,11 @@ def helper(name: str, filename: str):
     """Install a helper script from ``templates/helpers/`` into /usr/local/lib/pgfleet."""
     content = (TEMPLATES / "helpers" / filename).read_text()
     return put(f"Helper {filename}", f"{HELPERS_DIR}/{filename}", content, mode="0755")
+
+
+def module_helper(name: str, module: ModuleType, dest: str):
+    """Install a stdlib-only pgfleet module as a node script (one source for nodes and pgfleet itself)."""
+    return put(name, dest, Path(module.__file__ or "").read_text(), mode="0755")
 
 
 def sha256(text: str) -> str:

@@ -9,7 +9,6 @@ from a 0600 file (:func:`roles._common.converge`).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -18,7 +17,7 @@ from pyinfra.operations import files, systemd
 from pgfleet import etcd_leader_away, sizing
 from pgfleet.hostdata import ETCD_PATRONI_USER, PATRONI_NAMESPACE, secrets_for
 from pgfleet.inventory import ROLE_POSTGRES
-from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, put, render
+from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, module_helper, put, render
 
 LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
 
@@ -62,7 +61,7 @@ def leader_away_config(d: dict, root_password: str) -> str:
 
 def leader_away(root_password: str) -> None:
     """On a node that is both an etcd member and a Patroni member: keep etcd's leader off the primary."""
-    code = put("Helper etcd-leader-away", f"{HELPERS_DIR}/etcd-leader-away", Path(etcd_leader_away.__file__).read_text(), mode="0755")
+    code = module_helper("Helper etcd-leader-away", etcd_leader_away, f"{HELPERS_DIR}/etcd-leader-away")
     conf = put("etcd-leader-away configuration", etcd_leader_away.CONFIG, leader_away_config(data(), root_password), mode="0600")
     unit = put("Unit pgfleet-etcd-leader-away.service", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",
                render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR, config=etcd_leader_away.CONFIG))

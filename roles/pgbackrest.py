@@ -20,17 +20,16 @@ unit visibly.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, systemd
 
 from pgfleet import tls
 from pgfleet.backup import member, repo
 from pgfleet.hostdata import secrets_for
-from roles._common import HELPERS_DIR, converge, data, note, put, render
+from roles import tls as tls_role
+from roles._common import HELPERS_DIR, converge, data, module_helper, put, render
 from roles.patroni import DEFAULTS as PATRONI_DEFAULTS
 
 DEFAULTS = {
@@ -87,14 +86,8 @@ def apply() -> None:
     key_name = client_key_name(host.name)
     put("pgBackRest client key", d.pgbackrest_client_key, tls.key_pem(tls.host_key(s.ca_key_pem, key_name)),
         mode="0640", group="postgres")
-    current = host.get_fact(FileContents, path=d.pgbackrest_client_cert)
-    current_pem = "\n".join(current) + "\n" if current else None
-    why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, key_name, tls.Names((), ()),
-                          common_name=d.pgbackrest_client_cn)
-    if why is not None:
-        note(f"issuing the pgBackRest client certificate: {why}")
-        put("pgBackRest client certificate", d.pgbackrest_client_cert,
-            tls.issue(s.ca_cert_pem, s.ca_key_pem, key_name, tls.Names((), ()), common_name=d.pgbackrest_client_cn))
+    tls_role.certificate("pgBackRest client certificate", d.pgbackrest_client_cert, key_name, tls.Names((), ()),
+                         common_name=d.pgbackrest_client_cn)
     # Debian's pgbackrest.service runs `pgbackrest server` as postgres; it reads its TLS settings at start
     started = systemd.service(name="pgBackRest TLS server running", service="pgbackrest.service", running=True, enabled=True)
     reissued = bool(getattr(d, "tls_reissued", False))
@@ -108,7 +101,8 @@ def apply() -> None:
     converge("pgbackrest-stanza.json", stanza_identity(data()),
              f"{HELPERS_DIR}/on-leader.sh sh -c '{pgbr} stanza-create && {pgbr} check'")
 
-    changed = [put("Helper backup-member", MEMBER_HELPER, Path(member.__file__).read_text(), mode="0755")]
+    module_helper("Helper backup-member", member, MEMBER_HELPER)
+    changed = []
     for name, text in units(data()).items():
         changed.append(put(f"Unit {name}", f"/etc/systemd/system/{name}", text))
     systemd.daemon_reload(name="systemd: reload units (backup timers)", _if=lambda: any(c.did_change() for c in changed))

@@ -35,11 +35,19 @@ def apply() -> None:
     put("Cluster CA certificate", f"{d.tls_dir}/ca.crt", s.ca_cert_pem)
     put("Host key", f"{d.tls_dir}/host.key", tls.key_pem(tls.host_key(s.ca_key_pem, host.name)), mode="0640", group=d.tls_group)
 
-    current = host.get_fact(FileContents, path=f"{d.tls_dir}/host.crt")
-    current_pem = "\n".join(current) + "\n" if current else None
-    why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, host.name, names)
     # later roles reload their service when the certificate was replaced
-    host.data.tls_reissued = why is not None and current_pem is not None
-    if why is not None:
-        note(f"issuing a host certificate: {why}")
-        put("Host certificate", f"{d.tls_dir}/host.crt", tls.issue(s.ca_cert_pem, s.ca_key_pem, host.name, names))
+    host.data.tls_reissued = certificate("Host certificate", f"{d.tls_dir}/host.crt", host.name, names)
+
+
+def certificate(name: str, path: str, key_name: str, names: tls.Names, common_name: str | None = None) -> bool:
+    """Keep the certificate at ``path`` (for the derived key ``key_name``) or issue it anew when
+    :func:`pgfleet.tls.why_reissue` says so; True when an existing certificate is replaced."""
+    s = secrets_for(host.data.pgfleet_stack)
+    current = host.get_fact(FileContents, path=path)
+    current_pem = "\n".join(current) + "\n" if current else None
+    why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, key_name, names, common_name=common_name)
+    if why is None:
+        return False
+    note(f"issuing {name.lower()}: {why}")
+    put(name, path, tls.issue(s.ca_cert_pem, s.ca_key_pem, key_name, names, common_name=common_name))
+    return current_pem is not None

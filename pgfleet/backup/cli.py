@@ -37,8 +37,10 @@ import typer
 from pgfleet import cluster as cluster_mod
 from pgfleet import inventory as inv_mod
 from pgfleet import remote
+from pgfleet import spec as spec_mod
 from pgfleet import secrets as secrets_mod
 from pgfleet.backup import bucket, catalog, member, repo
+from pgfleet.deploy_cli import ClusterOpt, Stack
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory, InventoryHost
@@ -46,8 +48,6 @@ from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.spec import load as load_spec
 
-Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
 
 DATA_DIR = "/var/lib/postgresql/17/data"
 BIN_DIR = "/usr/lib/postgresql/17/bin"
@@ -83,16 +83,14 @@ class Ctx:
         return cluster_members(self.inv, self.cluster.name)
 
     def host(self, name: str) -> InventoryHost:
-        return next(h for h in self.hosts if h.name == name)
+        return self.inv.host(name)
 
 
 def context(stack: str, cluster: str | None) -> Ctx:
-    from pgfleet.cli import stack_name
-
     s = load_spec(stack)
     if not s.backups.enabled:
         raise PgfleetError(f"stack {stack}: backups are not enabled (pgfleet:backups.enabled)")
-    name = stack_name(stack)
+    name = spec_mod.stack_name(stack)
     c = s.cluster(cluster) if cluster else s.clusters[0]
     return Ctx(name, s, c, inv_mod.load(name, s), secrets_mod.load(name, s))
 
@@ -279,7 +277,7 @@ def restore(stack: Stack,
     pgbackrest(ctx, first, *restore_args(target), "restore", step="pgbackrest restore")
     say(f"{first.name}: restored from the repository, recovering")
     recover_and_promote(ctx, first)
-    tl = psql_after_patroni_start(ctx, first)
+    tl = start_as_leader(ctx, first)
     say(f"{first.name}: leader again under Patroni, timeline {tl}")
     # the new timeline's WAL and a backup on it must be in the repository before any replica restores from it:
     # otherwise a replica replays the old timeline's segment past the branch point and cannot stream
@@ -290,7 +288,7 @@ def restore(stack: Stack,
     for h in order[:-1]:
         run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && {START_PATRONI}", "wiping and starting the replica")
         say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
-    wait_all_streaming(ctx, timeout=900)
+    cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=900)
     say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
 
 
@@ -305,21 +303,6 @@ def restore_args(target: dt.datetime | None) -> list[str]:
     return ["--delta", "--type=time", f"--target={pgbackrest_time(target)}", "--target-action=promote"]
 
 
-def wait_all_streaming(ctx: Ctx, timeout: float) -> None:
-    """Every member of the inventory back (not just those Patroni knows yet), healthy, replicas streaming."""
-    deadline = time.monotonic() + timeout
-    ms: list[cluster_mod.Member] = []
-    while time.monotonic() < deadline:
-        try:
-            ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
-        except ClusterError:
-            ms = []
-        if len(ms) == len(ctx.hosts) and cluster_mod.healthy(ms, ctx.cluster.synchronous):
-            return
-        time.sleep(2)
-    raise BackupError(f"cluster {ctx.cluster.name!r} not back with {len(ctx.hosts)} streaming members after {timeout:.0f} s: {ms}")
-
-
 def _say(started: float):
     def say(msg: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {msg}", flush=True)
@@ -330,13 +313,13 @@ def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> No
     """Let PostgreSQL replay to the target and promote, outside Patroni; then stop it and drop the recovery settings."""
     pg_ctl = f"runuser -u postgres -- {BIN_DIR}/pg_ctl -D {DATA_DIR}"
     log = "/var/log/postgresql/pgfleet-restore.log"
-    run(ctx, h, f"install -o postgres -g postgres -m 0640 /dev/null {log} && {pg_ctl} -l {log} -w -t 60 start || "
-        f"{{ tail -n 40 {log}; exit 1; }}", "starting PostgreSQL for recovery", timeout=120, check=False)
+    # not checked: pg_ctl gives up waiting after 60 s while a long replay goes on; the loop below tells
+    # a recovering server (keep waiting) from one that exited (fail with its log)
+    run(ctx, h, f"install -o postgres -g postgres -m 0640 /dev/null {log} && {pg_ctl} -l {log} -w -t 60 start",
+        "starting PostgreSQL for recovery", timeout=120, check=False)
     deadline = time.monotonic() + timeout
     while True:
-        p = run(ctx, h, ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()"],
-                "asking whether recovery ended", timeout=30, check=False)
-        if p.returncode == 0 and p.stdout.strip() == "f":
+        if psql(ctx, h, "SELECT pg_is_in_recovery()", check=False) == "f":
             break
         alive = run(ctx, h, f"{pg_ctl} status", "pg_ctl status", timeout=30, check=False).returncode == 0
         if not alive or time.monotonic() > deadline:
@@ -350,7 +333,8 @@ def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> No
         f"-e '/^recovery_target/d' {DATA_DIR}/postgresql.auto.conf", "removing the recovery settings")
 
 
-def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | None:
+def start_as_leader(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | None:
+    """Start Patroni on the restored member; wait until it leads read-write. Returns its timeline."""
     run(ctx, h, START_PATRONI, "starting Patroni on the restored member")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -360,9 +344,7 @@ def psql_after_patroni_start(ctx: Ctx, h: InventoryHost, timeout: float = 300) -
             ld = None
         if ld is not None and ld.name == h.name and ld.state == "running":
             # Patroni reports the leader running while it still promotes the restored data: wait for read-write
-            rw = run(ctx, h, ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()"],
-                     "asking whether the leader is read-write", timeout=30, check=False)
-            if rw.returncode == 0 and rw.stdout.strip() == "f":
+            if psql(ctx, h, "SELECT pg_is_in_recovery()", check=False) == "f":
                 return cluster_mod.leader(cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)).timeline
         time.sleep(1)
     log = run(ctx, h, "journalctl -u patroni -n 40 --no-pager", "reading Patroni's log", check=False).stdout

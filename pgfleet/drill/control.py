@@ -21,7 +21,6 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgfleet import remote
@@ -285,7 +284,7 @@ class PatroniControl(ClusterControl):
         from pgfleet import spec as spec_mod
 
         spec = spec_mod.load(stack)
-        name = spec_mod.environment_of(Path(stack)) if stack.endswith((".yaml", ".yml")) else stack
+        name = spec_mod.stack_name(stack)
         c = spec.cluster(cluster) if cluster else spec.clusters[0]
         return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
 

@@ -208,7 +208,7 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     if fault_at is None:
         return r
     if not checked:  # no verdict on lost writes without the leader's ids: the drill fails as aborted instead
-        r.notes.append("set check not done: the leader's ids could not be read")
+        r.aborted = r.aborted or "set check impossible: the cluster has no leader to read the acknowledged ids from"
         present = {a.id for a in result.acks}
     apply_workload(r, result.acks, result.errors, result.attempted, present, result.started, result.stopped, fault_at)
     r.blocked_writers = len(result.blocked_writers)
