@@ -59,6 +59,11 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
     for c in s.clusters:
         cluster_mod.wait_healthy(inv, c, sec)
         console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
+        major = local_psql_major()
+        if major is not None and major < 16:
+            console.print(f"cluster {c.name}, for this machine's psql {major} (libpq 15: no load_balance_hosts, every client "
+                          f"enters through the first host): psql \"{cluster_mod.dsn(name, s, inv, sec, c, libpq=15)}\"",
+                          highlight=False, soft_wrap=True)
 
 
 def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab",
@@ -107,17 +112,48 @@ def status(stack: Stack, cluster: ClusterOpt = None) -> None:
         raise ClusterError("a cluster has no leader")
 
 
+LibpqOpt = Annotated[int, typer.Option("--libpq", help="the client's libpq major: 16 (16 or newer: adds load_balance_hosts) "
+                                                        "or 15 (e.g. Debian 12's psql, which rejects it)")]
+
+
 def dsn(stack: Stack,
         ro: Annotated[bool, typer.Option("--ro", help="read-only endpoint (replicas; the primary when none is healthy)")] = False,
         direct: Annotated[bool, typer.Option("--direct", help="PostgreSQL itself, no pooler (session features)")] = False,
         db: Annotated[str | None, typer.Option("--db", help="database (default: the cluster's first)")] = None,
         user: Annotated[str | None, typer.Option("--user", help="user (default: the database's owner)")] = None,
+        libpq: LibpqOpt = cluster_mod.DEFAULT_LIBPQ,
+        uri: Annotated[bool, typer.Option("--uri", help="print it as a postgresql:// URI")] = False,
+        env: Annotated[bool, typer.Option("--env", help="print shell exports: PGSERVICEFILE/PGSERVICE (a generated service "
+                                                        "file with every keyword) and the PG* variables")] = False,
         cluster: ClusterOpt = None) -> None:
-    """A libpq connection string through HAProxy, TLS verify-full against the cluster CA."""
+    """A libpq connection string through HAProxy: TLS verify-full, dead-peer detection, clients spread over the nodes."""
+    if uri and env:
+        raise PgfleetError("--uri and --env print different forms of the same DSN: choose one")
     s = load_spec(stack)
     name = spec_mod.stack_name(stack)
     c = s.cluster(cluster) if cluster else s.clusters[0]
-    print(cluster_mod.dsn(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct, db=db, user=user))
+    params = cluster_mod.dsn_params(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct,
+                                    db=db, user=user, libpq=libpq)
+    if uri:
+        print(cluster_mod.uri_dsn(params))
+    elif env:
+        service = cluster_mod.service_name(name, c, cluster_mod.endpoint_kind(ro, direct), params, libpq)
+        print("\n".join(cluster_mod.env_lines(cluster_mod.write_service(name, service, params), service, params)))
+    else:
+        print(cluster_mod.keyword_dsn(params))
+
+
+def local_psql_major() -> int | None:
+    """The major version of the psql on PATH, if any (``pgfleet up`` prints a DSN it accepts)."""
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which("psql"):
+        return None
+    out = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+)\.", out)
+    return int(m.group(1)) if m else None
 
 
 COMMANDS = (deploy, up, down, status, dsn)

@@ -92,6 +92,8 @@ def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
         "max_wal_senders": str(cluster.nodes + 5),
         "max_replication_slots": str(cluster.nodes + 5),
         "hot_standby_feedback": "on",
+        # a vanished synchronous standby stalls commits only this long (PostgreSQL's default: 60 s)
+        "wal_sender_timeout": f"{wal_sender_timeout_ms(haproxy_timing(patroni_timing(spec)))}ms",
         "shared_preload_libraries": "pg_stat_statements",
         "pg_stat_statements.track": "all",
         "track_io_timing": "on",
@@ -161,6 +163,60 @@ def haproxy_timing(timing: PatroniTiming) -> HaproxyTiming:
     leader key, so one answer is proof enough), a failed one leaves within
     ``inter`` + ``fall`` × ``fastinter``. Both stay well inside one loop_wait."""
     return HaproxyTiming(inter=min(2000, timing.loop_wait * 1000), fastinter=500, downinter=500, fall=2, rise=1)
+
+
+@dataclass(frozen=True)
+class ClientTiming:
+    """Dead-peer detection for clients, in the keywords libpq takes (printed in every DSN).
+
+    A client whose entry node (the HAProxy it dialled) dies without a word —
+    power loss, a cut link — otherwise waits for the kernel's retransmission
+    timeout, about 15 minutes.
+    """
+
+    #: s per host tried (libpq applies it to each host of a multi-host DSN; it rounds below 2 up to 2)
+    connect_timeout: int
+    #: ms that sent data may stay unacknowledged before the kernel drops the connection
+    tcp_user_timeout: int
+    #: s of silence before the first keepalive probe, s between probes, probes lost before giving up
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+
+
+def dead_peer_ms(haproxy: HaproxyTiming) -> int:
+    """How long HAProxy takes to give up on a server that stopped answering: ``inter`` + ``fall`` × ``fastinter``.
+
+    Clients and the primary's WAL senders give up on a silent peer after the
+    same time, so every hop of the cluster agrees on when a node is gone.
+    """
+    return haproxy.inter + haproxy.fall * haproxy.fastinter
+
+
+def client_timing(haproxy: HaproxyTiming) -> ClientTiming:
+    """The DSN's dead-peer keywords, from :func:`dead_peer_ms` (3 s with the fast profile).
+
+    A write in flight through a dead entry node fails after ``tcp_user_timeout``;
+    an idle or waiting connection sends its first keepalive after
+    ``keepalives_idle`` and fails once the probes are unanswered for
+    ``tcp_user_timeout`` (Linux lets the user timeout override the probe count);
+    the reconnect may first pick the dead node again (``load_balance_hosts=random``)
+    and loses one ``connect_timeout`` there. Worst case for a client of a lost
+    entry node: about 3 + 2 s plus the reconnect, within the 6 s goal.
+    A long query is never cut by these: the peer's kernel acknowledges data and
+    probes while the server works.
+    """
+    dead = dead_peer_ms(haproxy)
+    return ClientTiming(connect_timeout=2, tcp_user_timeout=dead, keepalives_idle=1, keepalives_interval=1,
+                        keepalives_count=max(1, dead // 1000 - 1))
+
+
+def wal_sender_timeout_ms(haproxy: HaproxyTiming) -> int:
+    """``wal_sender_timeout``: a synchronous standby that vanished (partition, power loss) stalls
+    every commit until its WAL sender gives up on it (PostgreSQL's default: 60 s); only then does
+    Patroni pick another synchronous standby (within a loop_wait). The same :func:`dead_peer_ms`
+    as the clients and HAProxy; the standby answers the sender's keepalive (sent at half of it) at once."""
+    return dead_peer_ms(haproxy)
 
 
 #: Patroni asks every member it still sees, the dead leader too, for its state before it promotes;

@@ -138,20 +138,27 @@ def test_timeline_increments_exactly_once_per_promotion(change, old, new, tl0, t
 
 
 def _result(lost: int = 0) -> analysis.DrillResult:
-    acks = acks_every(0.1, 0.0, 5.0, server="n1", timeline=1) + acks_every(0.1, 9.0, 12.0, writer=1, server="n2", timeline=2)
+    # both writers on n1 until the fault at 5.0, both on n2 from 9.0 (writer 1 from 9.5)
+    acks = (acks_every(0.1, 0.0, 5.0, server="n1", timeline=1) + acks_every(0.1, 9.0, 12.0, server="n2", timeline=2, first_seq=51)
+            + acks_every(0.1, 0.0, 5.0, writer=1, server="n1", timeline=1)
+            + acks_every(0.1, 9.5, 12.0, writer=1, server="n2", timeline=2, first_seq=51))
     present = {a.id for a in acks[lost:]}
     errors = [ClientError(0, 5.5, 1_700_000_005.5, "write", "server closed the connection unexpectedly"),
               ClientError(1, 6.0, 1_700_000_006.0, "connect", "connection refused")]
     r = analysis.DrillResult("node-loss", "lab", "must", old_leader="n1", new_leader="n2", timeline_before=1, timeline_after=2,
                              writers=2, time_to_new_leader_s=3.2, rejoin_s=14.0)
-    analysis.apply_workload(r, acks, errors, {0: 50, 1: 30}, present, started=0.0, stopped=12.0, fault_at=5.0)
+    analysis.apply_workload(r, acks, errors, {0: 80, 1: 75}, present, started=0.0, stopped=12.0, fault_at=5.0,
+                            hold_end=11.0, entries={0: "198.18.0.11", 1: "198.18.0.12"})
     return r
 
 
 def test_result_passes_without_loss_and_carries_the_figures() -> None:
     r = _result()
     assert r.ok, r.failures()
-    assert r.rto_s == pytest.approx(4.1, abs=0.11)
+    assert r.rto_s == pytest.approx(4.5, abs=0.01)  # writer 1's gap: any one client, not all of them together
+    assert r.rto_all_writers_s == pytest.approx(4.0, abs=0.01)
+    assert r.client_gaps_s == {"0": pytest.approx(4.0, abs=0.01), "1": pytest.approx(4.5, abs=0.01)}
+    assert r.writes_resumed and r.writers_down == [] and r.hold_s == pytest.approx(6.0)
     assert r.time_to_routing_s == pytest.approx(4.0, abs=1e-6)  # first ack on timeline 2
     assert r.client_errors == 2 and "connect: connection refused" in r.error_kinds
     assert report.exit_code([r]) == 0
@@ -159,10 +166,31 @@ def test_result_passes_without_loss_and_carries_the_figures() -> None:
 
 def test_lost_writes_fail_the_result_and_the_exit_code() -> None:
     r = _result(lost=3)
-    assert r.lost == ["0:1", "0:2", "0:3"]
+    assert sorted(r.lost) == ["0:1", "0:2", "0:3"]
     assert not r.ok and "3 acknowledged write(s) lost" in r.failures()
     assert report.exit_code([_result(), r]) == 1
     assert report.exit_code([]) == 1  # nothing ran is not a pass
+
+
+def test_a_client_that_hangs_is_down_for_the_whole_hold_and_fails_the_drill() -> None:
+    """Writer 1 entered through the node that vanished and never commits again: the others
+    resuming within 0.5 s must not hide it, and its gap runs to the end of the run."""
+    acks = (acks_every(0.1, 0.0, 20.0) + acks_every(0.1, 0.0, 5.0, writer=1, first_seq=500)
+            + acks_every(0.1, 0.0, 5.0, writer=2, first_seq=900) + acks_every(0.1, 5.5, 20.0, writer=2, first_seq=951))
+    r = analysis.DrillResult("entry-partition", "lab", "must-not", old_leader="n1", new_leader="n1", writers=3)
+    analysis.apply_workload(r, acks, [], {0: 200, 1: 549, 2: 1096}, {a.id for a in acks}, started=0.0, stopped=20.0,
+                            fault_at=5.0, hold_end=15.0, entries={0: "a", 1: "b", 2: "a"}, ended=[1])
+    assert r.writers_down == [1] and r.writers_ended == [1] and not r.writes_resumed
+    assert r.rto_s == pytest.approx(15.0) and r.rto_all_writers_s < 0.2
+    assert r.client_gaps_s["2"] == pytest.approx(0.5, abs=0.01)
+    assert not r.ok and any("writer(s) 1 (entered through b) never committed again during the 10 s hold" in f
+                            for f in r.failures()), r.failures()
+    # a writer that commits only after the hold (the fault undone) is still down for the hold
+    late = acks + acks_every(0.1, 16.0, 20.0, writer=1, first_seq=1000)
+    r2 = analysis.DrillResult("entry-partition", "lab", "must-not", old_leader="n1", new_leader="n1", writers=3)
+    analysis.apply_workload(r2, late, [], {0: 200, 1: 1040, 2: 1096}, {a.id for a in late}, started=0.0, stopped=20.0,
+                            fault_at=5.0, hold_end=15.0)
+    assert r2.writers_down == [1] and r2.client_gaps_s["1"] == pytest.approx(11.0, abs=0.01) and not r2.ok
 
 
 def test_json_shape_is_stable_and_serialisable() -> None:
@@ -231,7 +259,8 @@ class _Etcd:
 
 def test_scenarios_table_and_targets() -> None:
     names = [s.name for s in scenarios.resolve("all")]
-    assert names == ["switchover", "postgres-crash", "patroni-crash", "node-loss", "primary-partition", "replica-loss", "etcd-member-loss"]
+    assert names == ["switchover", "postgres-crash", "patroni-crash", "node-loss", "primary-partition", "replica-loss",
+                     "replica-partition", "entry-loss", "entry-partition", "etcd-member-loss"]
     with pytest.raises(PgfleetError, match="unknown scenario 'reboot'"):
         scenarios.resolve("reboot")
     s = parse_patroni_cluster(CLUSTER)
@@ -239,10 +268,19 @@ def test_scenarios_table_and_targets() -> None:
     assert scenarios.ReplicaLoss().target(s, _Etcd([])) == "lab-main-2"  # type: ignore[arg-type]
     assert scenarios.EtcdMemberLoss().target(s, _Etcd(["lab-main-1", "lab-main-2"])) == "lab-main-1"  # type: ignore[arg-type]
     assert scenarios.EtcdMemberLoss().target(s, _Etcd(["lab-main-3"])) == "lab-main-3"  # type: ignore[arg-type]
+    # non-primary faults: the synchronous standby, and the asynchronous replica clients entered through
+    assert scenarios.ReplicaPartition().target(s, _Etcd([])) == "lab-main-2"  # type: ignore[arg-type]
+    assert scenarios.EntryLoss().target(s, _Etcd([])) == "lab-main-3"  # type: ignore[arg-type]
+    assert scenarios.EntryPartition().target(s, _Etcd([])) == "lab-main-3"  # type: ignore[arg-type]
+    assert scenarios.EntryLoss.needs_entry and scenarios.EntryPartition.needs_entry and not scenarios.ReplicaPartition.needs_entry
+    no_async = _with(m3={"role": "sync_standby"})
+    with pytest.raises(PgfleetError, match="needs an asynchronous replica"):
+        scenarios.EntryLoss().target(no_async, _Etcd([]))  # type: ignore[arg-type]
     # the leader-change rule each scenario declares is what the timeline check uses
     assert {c.name: c.leader_change for c in scenarios.SCENARIOS.values()} == {
         "switchover": "must", "postgres-crash": "may", "patroni-crash": "may", "node-loss": "must",
-        "primary-partition": "must", "replica-loss": "must-not", "etcd-member-loss": "must-not"}
+        "primary-partition": "must", "replica-loss": "must-not", "replica-partition": "must-not", "entry-loss": "must-not",
+        "entry-partition": "must-not", "etcd-member-loss": "must-not"}
 
 
 # --------------------------------------------------------------------------- the command refuses before touching anything

@@ -148,7 +148,8 @@ def pg() -> Iterator[LocalPostgres]:
 
 def test_workload_survives_a_postmaster_kill_with_no_lost_writes(pg: LocalPostgres) -> None:
     workload.prepare(pg.dsn)
-    work = workload.Workload(pg.dsn, workload.WorkloadConfig(writers=4, duration=15.0, backoff=0.1, connect_timeout=1))
+    # the timeouts a client uses live in its DSN: the workload adds nothing
+    work = workload.Workload(pg.dsn + " connect_timeout=2", workload.WorkloadConfig(writers=4, duration=15.0, backoff=0.1))
     work.start()
     try:
         assert runner.wait_for(lambda: work.ack_count() > 50, 10, 0.05) is not None, "no writes before the fault"
@@ -192,6 +193,76 @@ def test_workload_is_bounded_by_count_and_stops_by_itself(pg: LocalPostgres) -> 
     assert result.attempted == {0: 25, 1: 25}
     assert len(result.acks) == 50 and not result.errors and not result.blocked_writers
     assert result.stopped - result.started < 30.0
+
+
+class FreezingProxy:
+    """A TCP proxy on loopback in front of the local PostgreSQL that can go silent: it keeps every
+    connection open but stops forwarding, like an entry node whose network vanished. Clients
+    blocked on it never get an answer or an error by themselves."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.frozen = threading.Event()
+        self.closing = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while not self.closing.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(65536)
+                if not data:
+                    return
+                while self.frozen.is_set() and not self.closing.is_set():
+                    time.sleep(0.05)  # hold what arrived: nothing more goes through
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_writers_blocked_on_a_silent_peer_are_ended_by_the_workload(pg: LocalPostgres) -> None:
+    workload.prepare(pg.dsn)
+    proxy = FreezingProxy(pg.port)
+    try:
+        # no dead-peer keywords in this DSN: a write through the silent proxy blocks indefinitely
+        dsn = f"host=127.0.0.1 port={proxy.port} user=postgres dbname=postgres connect_timeout=2"
+        work = workload.Workload(dsn, workload.WorkloadConfig(writers=2, duration=60.0))
+        work.start()
+        assert runner.wait_for(lambda: work.ack_count() > 20, 10, 0.05) is not None
+        assert set(work.entries().values()) == {"127.0.0.1"}
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        time.sleep(2.0)
+        assert work.writers_acked_since(frozen_at + 0.5) == set()  # nothing gets through
+        started_stop = time.monotonic()
+        result = work.stop(grace=1.0)
+        assert time.monotonic() - started_stop < 15, "stop() must not wait for the hung writers by themselves"
+        assert sorted(result.blocked_writers) == [0, 1] and sorted(result.ended_writers) == [0, 1]
+        assert not any(t.is_alive() for t in work._threads), "a writer outlived the run"
+    finally:
+        proxy.close()
 
 
 # --------------------------------------------------------------------------- the split-brain probe
@@ -244,7 +315,7 @@ class LocalControl(ClusterControl):
 
 
 FAST = runner.DrillOptions(writers=4, duration=40.0, warmup=1.0, after=1.0, new_leader_timeout=20.0,
-                           healthy_timeout=20.0, poll=0.2)
+                           healthy_timeout=20.0, poll=0.2, hold=4.0)
 
 
 def test_postgres_crash_drill_end_to_end_passes(pg: LocalPostgres) -> None:

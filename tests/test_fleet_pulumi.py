@@ -390,6 +390,28 @@ def test_inventory_output_is_the_inventory_shape(shipped: dict[str, Run], stack:
 # --------------------------------------------------------------------------- other providers and refusals
 
 
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_endpoints_output_carries_dead_peer_detection_and_no_secret(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    assert "endpoints" not in run.secret_outputs and "ca_cert" not in run.secret_outputs
+    inv = Inventory.model_validate(run.outputs["inventory"])
+    values = run.secret_values()
+    for c in load(stack).clusters:
+        got = run.outputs["endpoints"][c.name]
+        assert sorted(got) == ["libpq15", "libpq16"]
+        assert sorted(got["libpq16"]) == ["direct-ro", "direct-rw", "ro", "rw"]
+        for version, dsns in got.items():
+            for kind, dsn in dsns.items():
+                assert "sslmode=verify-full" in dsn and "tcp_user_timeout=" in dsn and "keepalives=1" in dsn, dsn
+                assert "passfile" not in dsn and "sslrootcert" not in dsn and not any(v in dsn for v in values)
+                hosts = dsn.split("host=", 1)[1].split()[0].split(",")
+                many = len(hosts) > 1
+                assert ("load_balance_hosts=random" in dsn) == (version == "libpq16" and many), dsn
+                assert hosts == ([inv.load_balancers[c.name]] if c.name in inv.load_balancers
+                                 else [h.public_ip for h in inv.by_role("postgres", c.name)])
+    assert "BEGIN CERTIFICATE" in run.outputs["ca_cert"]
+
+
 def test_static_stack_creates_secrets_but_no_cloud_resources(static_run: Run) -> None:
     assert not [c for c in static_run.created if c.typ.startswith("hcloud:")]
     assert "secrets" in static_run.secret_outputs

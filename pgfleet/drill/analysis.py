@@ -71,6 +71,31 @@ def outage(ack_times: Sequence[float], fault_at: float, end_at: float) -> Outage
                   first_ack_after=(after[0] - fault_at) if after else None, baseline_gap=baseline)
 
 
+@dataclass(frozen=True)
+class ClientOutage:
+    """One client's (writer's) outage after the fault: what an application with that connection saw."""
+
+    writer: int
+    #: longest interval from the fault to the end of the run without an ack of this writer
+    gap: Gap
+    #: committed again before the end of the hold; a client that did not is down for the whole hold
+    resumed: bool
+
+
+def client_outages(acks: Sequence[Ack], writers: Iterable[int], fault_at: float, hold_end: float,
+                   end_at: float) -> list[ClientOutage]:
+    """Per client: the longest time it could not commit after the fault. A hang is an outage, not
+    a pause: a writer with no ack after the fault has the whole window as its gap."""
+    by: dict[int, list[float]] = {w: [] for w in writers}
+    for a in acks:
+        by.setdefault(a.writer, []).append(a.mono)
+    out = []
+    for w, times in sorted(by.items()):
+        after = [t for t in times if fault_at < t <= end_at]
+        out.append(ClientOutage(w, longest_gap(after, fault_at, end_at), any(t <= hold_end for t in after)))
+    return out
+
+
 def first_ack_on_new_timeline(acks: Iterable[Ack], fault_at: float, old_timeline: int | None) -> float | None:
     """Fault → first write acknowledged by a server on a later timeline: when
     the read-write endpoint (HAProxy) routed clients to the promoted primary."""
@@ -184,7 +209,21 @@ class DrillResult:
     duration_s: float = 0.0
     fault_at_s: float | None = None  # since the workload started
     fault_wall: float | None = None
+    #: RTO: the longest time any one client could not commit (per-client gaps, a hang counts in full)
     rto_s: float | None = None
+    #: the older, kinder figure: the longest time no client at all committed
+    rto_all_writers_s: float | None = None
+    #: writer -> its longest gap after the fault (s)
+    client_gaps_s: dict[str, float] = field(default_factory=dict)
+    #: writer -> the address it had entered through when the fault hit (``conn.info.hostaddr``)
+    entries_at_fault: dict[str, str | None] = field(default_factory=dict)
+    #: writers with no commit between the fault and the end of the hold: down for all of it
+    writers_down: list[int] = field(default_factory=list)
+    #: writers still blocked when the run ended, whose connections the workload shut down
+    writers_ended: list[int] = field(default_factory=list)
+    #: how long the fault was held before it was undone (s)
+    hold_s: float | None = None
+    #: every writer committed again during the hold
     writes_resumed: bool = False
     baseline_gap_s: float | None = None
     acknowledged: int = 0
@@ -215,7 +254,13 @@ class DrillResult:
         out += [f"split brain: {s}" for s in self.split_brain]
         out += self.timeline
         out += [f"not healthy: {h}" for h in self.health]
-        if not self.aborted and not self.writes_resumed:
+        hold = f"{self.hold_s:.0f} s " if self.hold_s is not None else ""
+        if not self.aborted and self.writers_down and len(self.writers_down) == len(self.client_gaps_s):
+            out.append(f"writes never resumed after the fault: every writer was down for the whole {hold}hold")
+        elif not self.aborted and self.writers_down:
+            via = ", ".join(f"{w} (entered through {self.entries_at_fault.get(str(w)) or '?'})" for w in self.writers_down)
+            out.append(f"writer(s) {via} never committed again during the {hold}hold: down for all of it")
+        elif not self.aborted and not self.writes_resumed:
             out.append("writes never resumed after the fault")
         return out
 
@@ -232,15 +277,26 @@ class DrillResult:
 
 
 def apply_workload(r: DrillResult, acks: Sequence[Ack], errors: Sequence[ClientError], attempted: Mapping[int, int],
-                   present: Iterable[tuple[int, int]], started: float, stopped: float, fault_at: float) -> None:
+                   present: Iterable[tuple[int, int]], started: float, stopped: float, fault_at: float,
+                   hold_end: float | None = None, entries: Mapping[int, str | None] | None = None,
+                   ended: Sequence[int] = ()) -> None:
     """Fill ``r``'s write-side figures from what the workload recorded and the
     ids found on the primary afterwards."""
+    hold_end = stopped if hold_end is None else min(hold_end, stopped)
     o = outage([a.mono for a in acks], fault_at, stopped)
+    clients = client_outages(acks, attempted, fault_at, hold_end, stopped)
     sc = set_check((a.id for a in acks), present, attempted)
     es = summarize_errors(errors, since=started)
     r.duration_s = stopped - started
     r.fault_at_s = fault_at - started
-    r.rto_s, r.writes_resumed, r.baseline_gap_s = o.rto, o.resumed, o.baseline_gap
+    r.rto_all_writers_s, r.baseline_gap_s = o.rto, o.baseline_gap
+    r.client_gaps_s = {str(c.writer): round(c.gap.length, 3) for c in clients}
+    r.rto_s = max((c.gap.length for c in clients), default=o.rto)
+    r.writers_down = [c.writer for c in clients if not c.resumed]
+    r.writes_resumed = bool(clients) and not r.writers_down
+    r.hold_s = hold_end - fault_at
+    r.entries_at_fault = {str(w): e for w, e in (entries or {}).items()}
+    r.writers_ended = list(ended)
     r.acknowledged, r.lost, r.unacked_present, r.unexpected = sc.acknowledged, sc.lost, sc.unacked_present, sc.unexpected
     r.client_errors, r.error_kinds = es.count, es.kinds
     r.time_to_routing_s = first_ack_on_new_timeline(acks, fault_at, r.timeline_before) if r.new_leader != r.old_leader else None

@@ -172,6 +172,10 @@ class ClusterControl(ABC):
     def direct_dsn(self, member: str) -> str:
         """PostgreSQL on one member, no pooler, no HAProxy: for set checks and probes."""
 
+    def entry_address(self, member: str) -> str:
+        """The address clients dial to enter through ``member`` (what ``conn.info.hostaddr`` reports)."""
+        raise DrillNotWired(f"this cluster control cannot tell which address enters through {member}")
+
     @abstractmethod
     def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
         """Run a command as root on a member; returns stdout, raises on failure."""
@@ -275,6 +279,7 @@ class PatroniControl(ClusterControl):
         self._ssl = cluster_mod.rest_context(secrets)
         self._ca_file = cluster_mod.ca_file(stack, secrets)
         self._passfile = cluster_mod.passfile(stack, spec, secrets)
+        self._rw_dsn: str | None = None
 
     @classmethod
     def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
@@ -350,9 +355,16 @@ class PatroniControl(ClusterControl):
     # ---- endpoints
 
     def rw_dsn(self) -> str:
+        """Exactly what ``pgfleet dsn STACK`` prints (or the DSN the user asked to measure instead)."""
         from pgfleet import cluster as cluster_mod
 
+        if self._rw_dsn is not None:
+            return self._rw_dsn
         return cluster_mod.dsn(self.stack, self._spec, self._inv, self._secrets, self._cluster)
+
+    def override_rw_dsn(self, dsn: str) -> None:
+        """Measure another connection string (an application's own) through the same drill."""
+        self._rw_dsn = dsn
 
     def direct_dsn(self, member: str) -> str:
         from psycopg.conninfo import make_conninfo
@@ -360,6 +372,11 @@ class PatroniControl(ClusterControl):
         return make_conninfo(host=self.hosts[member], port=POSTGRES_PORT, dbname=self._database.name,
                              user=self._database.owner, passfile=str(self._passfile),
                              sslmode="verify-full", sslrootcert=str(self._ca_file))
+
+    def entry_address(self, member: str) -> str:
+        if member not in self.hosts:
+            raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
+        return self.hosts[member]
 
     # ---- commands on members
 

@@ -42,6 +42,8 @@ class Scenario(ABC):
     summary: ClassVar[str]
     leader_change: ClassVar[LeaderChange]
     probe: ClassVar[Probe] = "after-recover"
+    #: at least one writer must have entered through the target (its HAProxy) when the fault hits
+    needs_entry: ClassVar[bool] = False
 
     def target(self, state: ClusterState, control: ClusterControl) -> str:
         """The member the fault hits; the leader unless said otherwise."""
@@ -135,6 +137,62 @@ class ReplicaLoss(Scenario):
         control.power_on(ctx.target)
 
 
+class ReplicaPartition(Scenario):
+    name = "replica-partition"
+    summary = ("the synchronous standby loses its network; commits wait for it until its WAL sender gives up, "
+               "then another standby becomes synchronous")
+    leader_change = "must-not"
+    probe = "none"
+
+    def target(self, state: ClusterState, control: ClusterControl) -> str:
+        if not state.sync_standbys:
+            raise ClusterError("replica-partition needs a synchronous standby, and the cluster has none")
+        return state.sync_standbys[0].name
+
+    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.partition(ctx.target)
+
+    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.heal(ctx.target)
+
+
+def asynchronous_replica(state: ClusterState, scenario: str) -> str:
+    """A streaming replica that is not synchronous: losing it never stalls a commit, so what a
+    drill on it measures is only what its clients (who entered through its HAProxy) see."""
+    found = [m.name for m in state.members if not m.is_leader and not m.is_sync]
+    if not found:
+        raise ClusterError(f"{scenario} needs an asynchronous replica, and the cluster has none")
+    return found[0]
+
+
+class EntryLoss(Scenario):
+    name = "entry-loss"
+    summary = "hard power-off of the asynchronous replica while writers entered through it (its HAProxy)"
+    leader_change = "must-not"
+    probe = "none"
+    needs_entry = True
+
+    def target(self, state: ClusterState, control: ClusterControl) -> str:
+        return asynchronous_replica(state, self.name)
+
+    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.power_off(ctx.target)
+
+    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.power_on(ctx.target)
+
+
+class EntryPartition(EntryLoss):
+    name = "entry-partition"
+    summary = "the asynchronous replica loses its network while writers entered through it (its HAProxy)"
+
+    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.partition(ctx.target)
+
+    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.heal(ctx.target)
+
+
 class EtcdMemberLoss(Scenario):
     name = "etcd-member-loss"
     summary = "one etcd member dies (the one beside the primary: its Patroni must fail over to another member); nothing else may change"
@@ -157,7 +215,8 @@ class EtcdMemberLoss(Scenario):
 
 #: In the order ``all`` runs them: gentle first, so an early failure says more.
 SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (
-    Switchover, PostgresCrash, PatroniCrash, NodeLoss, PrimaryPartition, ReplicaLoss, EtcdMemberLoss)}
+    Switchover, PostgresCrash, PatroniCrash, NodeLoss, PrimaryPartition, ReplicaLoss, ReplicaPartition, EntryLoss,
+    EntryPartition, EtcdMemberLoss)}
 
 
 def resolve(name: str) -> list[Scenario]:

@@ -16,6 +16,8 @@ by itself.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import threading
 import time
 import uuid
@@ -99,6 +101,15 @@ class WorkloadResult:
     #: writers still inside a statement when the run ended (e.g. a commit
     #: waiting for a synchronous standby that never came back)
     blocked_writers: list[int] = field(default_factory=list)
+    #: writers whose connection the workload shut down at the end because they were still blocked
+    ended_writers: list[int] = field(default_factory=list)
+    #: writer -> the addresses it connected to, in order, with when (``conn.info.hostaddr``: the entry node)
+    entries: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def entry_at(self, writer: int, mono: float) -> str | None:
+        """The node ``writer`` had entered through at time ``mono``."""
+        seen = [addr for t, addr in self.entries.get(writer, []) if t <= mono]
+        return seen[-1] if seen else None
 
     def acked_ids(self) -> set[tuple[int, int]]:
         return {a.id for a in self.acks}
@@ -106,7 +117,12 @@ class WorkloadResult:
 
 @dataclass(frozen=True)
 class WorkloadConfig:
-    """How hard and how long to write. Defaults suit a drill of a minute or two."""
+    """How hard and how long to write. Defaults suit a drill of a minute or two.
+
+    No connection setting lives here: writers connect with the DSN exactly as
+    given (``pgfleet dsn`` prints the timeouts and keepalives a client needs);
+    what a drill reports is what an application with that DSN gets.
+    """
 
     writers: int = 4
     duration: float = 60.0
@@ -116,15 +132,18 @@ class WorkloadConfig:
     #: the RTO to a few ms while keeping the recorded acks small
     interval: float = 0.005
     backoff: float = 0.1
-    connect_timeout: int = 2
-    #: libpq tcp_user_timeout: a write to a host that vanished without a RST
-    #: (partition, power-off) fails after this instead of hanging for minutes
-    tcp_user_timeout_ms: int = 5000
 
 
-def connect(dsn: str, connect_timeout: int = 2, tcp_user_timeout_ms: int = 5000) -> psycopg.Connection[Any]:
-    """A drill connection: autocommit, no server-side prepares (PgBouncer
-    transaction pooling), keepalives and a TCP timeout so dead peers fail fast."""
+def connect(dsn: str) -> psycopg.Connection[Any]:
+    """A writer's connection: the DSN as given, nothing added. Autocommit (every insert is
+    its own transaction) and no server-side prepares (PgBouncer's transaction pooling) are
+    how the workload uses a connection, not how it detects a dead peer."""
+    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+
+
+def tool_connect(dsn: str, connect_timeout: int = 3, tcp_user_timeout_ms: int = 5000) -> psycopg.Connection[Any]:
+    """pgfleet's own connections (table setup, set check, split-brain probes): bounded so a
+    dead peer cannot stall the drill itself. Never used for the writers that are measured."""
     return psycopg.connect(
         dsn, autocommit=True, prepare_threshold=None, connect_timeout=connect_timeout,
         keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=3,
@@ -132,19 +151,38 @@ def connect(dsn: str, connect_timeout: int = 2, tcp_user_timeout_ms: int = 5000)
     )
 
 
-def prepare(dsn: str, connect_timeout: int = 5) -> None:
+def shutdown_socket(conn: psycopg.Connection[Any]) -> None:
+    """End a connection from another thread: shut its socket down, so a writer blocked
+    on a peer that never answers gets an error now instead of hanging on."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def prepare(dsn: str) -> None:
     """Create the drill table once, before any writer starts (concurrent
     ``CREATE TABLE IF NOT EXISTS`` can race)."""
     try:
-        with connect(dsn, connect_timeout) as conn:
+        with tool_connect(dsn) as conn:
             conn.execute(_DDL)
     except psycopg.Error as e:
         raise PgfleetError(f"cannot prepare the drill table through the read-write endpoint: {_first_line(e)}") from None
 
 
-def present_ids(dsn: str, run_id: str, connect_timeout: int = 5) -> set[tuple[int, int]]:
+def present_ids(dsn: str, run_id: str) -> set[tuple[int, int]]:
     """Every id of one run that the server at ``dsn`` holds (the set check's other side)."""
-    with connect(dsn, connect_timeout) as conn:
+    with tool_connect(dsn) as conn:
         rows = conn.execute(f"SELECT writer, seq FROM {TABLE} WHERE run_id = %s", (run_id,)).fetchall()
     return {(int(w), int(s)) for w, s in rows}
 
@@ -172,6 +210,10 @@ class Workload:
         self._errors_dropped = 0
         self._attempted: dict[int, int] = {}
         self._in_statement: dict[int, bool] = {}
+        self._conns: dict[int, psycopg.Connection[Any] | None] = {}
+        self._entries: dict[int, list[tuple[float, str]]] = {}
+        self._reconnect: set[int] = set()
+        self._ended: list[int] = []
         self._threads: list[threading.Thread] = []
         self._started = 0.0
         self._started_wall = 0.0
@@ -187,21 +229,34 @@ class Workload:
         for w in range(self.config.writers):
             self._attempted[w] = 0
             self._in_statement[w] = False
+            self._conns[w] = None
+            self._entries[w] = []
             t = threading.Thread(target=self._writer, args=(w,), name=f"drill-writer-{w}", daemon=True)
             self._threads.append(t)
             t.start()
 
-    def stop(self, grace: float = 10.0) -> WorkloadResult:
-        """Ask the writers to stop; wait up to ``grace`` s for statements in flight."""
+    def stop(self, grace: float = 5.0) -> WorkloadResult:
+        """Ask the writers to stop; wait up to ``grace`` s for statements in flight, then shut the
+        sockets of writers still blocked (a client waiting on a peer that never answers) and
+        wait for them too: no writer outlives the run."""
         if self._stopped is None:
             self._stopped = min(time.monotonic(), self._deadline)
         self._stop.set()
         end = time.monotonic() + grace
         for t in self._threads:
             t.join(max(0.0, end - time.monotonic()))
-        return self.result()
+        blocked = self._blocked()
+        for w in blocked:
+            with self._lock:  # a writer drops its connection from _conns (under the lock) before closing it
+                conn = self._conns.get(w)
+                if conn is not None:
+                    shutdown_socket(conn)
+                    self._ended.append(w)
+        for t in self._threads:
+            t.join(10.0)
+        return self.result(blocked)
 
-    def wait(self, grace: float = 10.0) -> WorkloadResult:
+    def wait(self, grace: float = 5.0) -> WorkloadResult:
         """Run to the end of the duration (or count), then stop."""
         while not self._stop.is_set() and time.monotonic() < self._deadline and any(t.is_alive() for t in self._threads):
             self._stop.wait(0.05)
@@ -217,19 +272,37 @@ class Workload:
                 n += 1
         return n
 
+    def writers_acked_since(self, mono: float) -> set[int]:
+        """Writers with at least one commit acknowledged at or after ``mono``."""
+        with self._lock:
+            return {a.writer for a in self._acks if a.mono >= mono}
+
     def ack_count(self) -> int:
         with self._lock:
             return len(self._acks)
 
-    def result(self) -> WorkloadResult:
+    def entries(self) -> dict[int, str | None]:
+        """The node each writer is connected through right now (None while it has no connection)."""
         with self._lock:
-            blocked = [w for w, t in enumerate(self._threads) if t.is_alive() and self._in_statement.get(w)]
+            return {w: (e[-1][1] if e and self._conns.get(w) is not None else None) for w, e in self._entries.items()}
+
+    def reconnect(self, writer: int) -> None:
+        """Ask ``writer`` to close its connection and connect again (the DSN picks the node anew)."""
+        with self._lock:
+            self._reconnect.add(writer)
+
+    def _blocked(self) -> list[int]:
+        return [w for w, t in enumerate(self._threads) if t.is_alive() and self._in_statement.get(w)]
+
+    def result(self, blocked: list[int] | None = None) -> WorkloadResult:
+        with self._lock:
             return WorkloadResult(
                 run_id=self.run_id, writers=self.config.writers, started=self._started,
                 stopped=self._stopped if self._stopped is not None else time.monotonic(),
                 started_wall=self._started_wall, acks=sorted(self._acks, key=lambda a: a.mono),
                 errors=list(self._errors), attempted=dict(self._attempted),
-                errors_dropped=self._errors_dropped, blocked_writers=blocked,
+                errors_dropped=self._errors_dropped, blocked_writers=self._blocked() if blocked is None else blocked,
+                ended_writers=list(self._ended), entries={w: list(e) for w, e in self._entries.items()},
             )
 
     # ------------------------------------------------------------------ writers
@@ -246,6 +319,12 @@ class Workload:
             else:
                 self._errors_dropped += 1
 
+    def _set_conn(self, w: int, conn: psycopg.Connection[Any] | None) -> None:
+        with self._lock:
+            self._conns[w] = conn
+            if conn is not None:
+                self._entries[w].append((time.monotonic(), conn.info.hostaddr))
+
     def _writer(self, w: int) -> None:
         cfg = self.config
         conn: psycopg.Connection[Any] | None = None
@@ -253,9 +332,15 @@ class Workload:
         timeline: int | None = None
         try:
             while self._running(w):
+                with self._lock:
+                    again = w in self._reconnect
+                    self._reconnect.discard(w)
+                if again and conn is not None:
+                    self._set_conn(w, None)
+                    conn = _close(conn)
                 if conn is None:
                     try:
-                        conn = connect(self.dsn, cfg.connect_timeout, cfg.tcp_user_timeout_ms)
+                        conn = connect(self.dsn)
                         row = conn.execute(_IDENTITY).fetchone()
                         server, timeline = (str(row[0]), int(row[1])) if row else (None, None)
                     except psycopg.Error as e:
@@ -263,6 +348,7 @@ class Workload:
                         conn = _close(conn)
                         self._stop.wait(cfg.backoff)
                         continue
+                    self._set_conn(w, conn)
                 seq = self._attempted[w] + 1
                 self._attempted[w] = seq
                 client_ts = dt.datetime.now(dt.timezone.utc)
@@ -272,6 +358,7 @@ class Workload:
                 except psycopg.Error as e:
                     self._in_statement[w] = False
                     self._error(w, "write", e)
+                    self._set_conn(w, None)
                     conn = _close(conn)
                     self._stop.wait(cfg.backoff)
                     continue
@@ -282,6 +369,7 @@ class Workload:
                 if cfg.interval:
                     self._stop.wait(cfg.interval)
         finally:
+            self._set_conn(w, None)
             _close(conn)
             if self._stopped is None and not any(
                     t.is_alive() for t in self._threads if t is not threading.current_thread()):

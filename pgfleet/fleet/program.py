@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pulumi
 
+from pgfleet.cluster import published_endpoints
 from pgfleet.errors import PgfleetError
 from pgfleet.fleet import policy
 from pgfleet.fleet.components import (
@@ -36,7 +37,9 @@ def build(spec: Spec, stack: str) -> dict[str, pulumi.Output]:
         inventory: pulumi.Output = pulumi.Output.from_input(from_static(spec, stack).model_dump())
     else:
         inventory = _hcloud_fleet(spec, stack)
-    return {"inventory": inventory, "secrets": secrets.value}
+    # what clients need, without secrets: each endpoint's DSN (dead-peer detection included) and the CA to verify
+    endpoints = inventory.apply(lambda inv: published_endpoints(spec, Inventory.model_validate(inv)))
+    return {"inventory": inventory, "secrets": secrets.value, "endpoints": endpoints, "ca_cert": secrets.ca_cert.cert_pem}
 
 
 def run(spec: Spec, stack: str) -> None:

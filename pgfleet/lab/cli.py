@@ -76,7 +76,7 @@ def exec_(node: Node, command: Annotated[list[str], typer.Argument(help="shell c
 
 @lab_app.command()
 def kill(node: Node, stack: StackOpt = "lab") -> None:
-    """Hard power-off: SIGKILL the host's PID 1; every process in it dies at once."""
+    """Hard power-off: the link is cut, then the host's PID 1 is SIGKILLed (no reset reaches any peer)."""
     was_up = lab.kill(_spec(stack), node)
     console.print(f"{node}: {'killed' if was_up else 'was not running'}")
 

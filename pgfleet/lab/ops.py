@@ -125,10 +125,21 @@ def start(spec: Spec, name: str, *, ssh_timeout: float = 180) -> None:
 
 
 def kill(spec: Spec, name: str) -> bool:
-    """Hard power-off: SIGKILL the host's PID 1 so every process in it dies at once."""
+    """Hard power-off, as real as a power loss: the link goes first, then SIGKILL of the host's PID 1.
+
+    A dying kernel closes every socket and would send resets to every peer; a
+    machine that loses power sends nothing. Cutting the link first keeps those
+    resets inside the host, so clients and members find out the way they would
+    on a real power loss: by their own timeouts.
+    """
     preflight()
     layout = _lab_layout(spec)
     host = layout.host(name)
+    p = hosts.power(host)
+    if p.up and p.init is not None:
+        veth = network.host_veth(p.init)
+        if veth is not None:
+            network.set_link(veth, False, name)
     was_up = hosts.hard_kill(host)
     ssh.close_master(layout, host)
     return was_up
