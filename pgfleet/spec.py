@@ -9,6 +9,7 @@ naming the field, the bad value and the fix, before anything is touched.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
@@ -226,14 +227,87 @@ def load(stack: str) -> Spec:
 
 
 def parse(data: dict[str, Any], source: str = "<spec>") -> Spec:
+    """Validate ``data``; a schema error in one field must not hide the cross-field problems of others."""
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(source, [_problem_from_pydantic(err, data) for err in e.errors()]) from None
+        structural = [_problem_from_pydantic(err, data) for err in e.errors()]
+        best, pruned = _best_effort(data, e)
+        semantic = _semantic_problems(best) if best is not None else []
+        taken = [p.field for p in structural] + pruned
+        raise SpecError(source, structural + [p for p in semantic if not any(_related(p.field, t) for t in taken)]) from None
     problems = _semantic_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return spec
+
+
+_DROP = object()  # marks a value to remove; marking (not deleting) keeps the other errors' paths valid
+#: Stands in for a required name that breaks its pattern, so one bad name does not empty its list.
+_PLACEHOLDER = "placeholder"
+
+
+def _best_effort(data: dict[str, Any], error: ValidationError, rounds: int = 5) -> tuple[Spec | None, list[str]]:
+    """A valid spec with the offending values removed (defaults apply), and the fields removed.
+
+    Removing a required value only moves the error up (to its mapping or list
+    item), so this repeats a few times; ``None`` when even the top level fails.
+    """
+    work: Any = copy.deepcopy(data)
+    pruned: list[str] = []
+    for _ in range(rounds):
+        for err in error.errors():
+            path = _present(work, tuple(p for p in err["loc"] if not str(p).startswith("function-")))
+            if not path:
+                return None, pruned
+            parent = _at(work, path[:-1])
+            if parent is _DROP or _at(work, path) is _DROP:
+                continue  # inside something already removed
+            if err["type"] == "string_pattern_mismatch" and len(path) == len(err["loc"]):
+                parent[path[-1]] = _PLACEHOLDER
+            else:
+                parent[path[-1]] = _DROP
+                # a removed list item shifts its siblings: the whole list is suspect
+                pruned.append(f"{NAMESPACE}:{_loc(path[:-1] if isinstance(parent, list) else path)}")
+        work = _without_dropped(work)
+        try:
+            return Spec.model_validate(work), pruned
+        except ValidationError as e:
+            error = e
+    return None, pruned
+
+
+def _present(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The longest prefix of ``loc`` that exists in ``data``: the bad value, or the mapping lacking a key."""
+    path: tuple[Any, ...] = ()
+    for part in loc:
+        if (isinstance(data, dict) and part in data) or (isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)):
+            data, path = data[part], (*path, part)
+        else:
+            break
+    return path
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        if data is _DROP:
+            return _DROP
+        data = data[part]
+    return data
+
+
+def _without_dropped(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_dropped(v) for k, v in data.items() if v is not _DROP}
+    if isinstance(data, list):
+        return [_without_dropped(v) for v in data if v is not _DROP]
+    return data
+
+
+def _related(a: str, b: str) -> bool:
+    """Same field, or one inside the other: a problem on ``b`` is a follow-on of a problem on ``a``."""
+    short, long = sorted((a, b), key=len)
+    return long == short or long.startswith((short + ".", short + "["))
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

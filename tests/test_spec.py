@@ -181,3 +181,57 @@ def test_cli_inventory_validates_first(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({"config": cfg}))
     r = _cli("inventory", str(f))
     assert r.returncode == 2 and "pgfleet:location" in r.stderr
+
+
+def _structural_and_semantic(cfg: dict) -> None:
+    """The brief's case: a Literal mismatch (load balancer) beside two semantic problems."""
+    _cluster(cfg, server_type="cx22")
+    _set(cfg, "location", "mars1")
+    cfg["pgfleet:load_balancer"]["type"] = "lb99"
+
+
+def test_a_structural_error_does_not_hide_semantic_problems() -> None:
+    cfg = _prod()
+    _structural_and_semantic(cfg)
+    problems = _problems(cfg)
+    by_field = {p.field: p for p in problems}
+    assert set(by_field) == {"pgfleet:clusters[0].server_type", "pgfleet:location", "pgfleet:load_balancer.type"}
+    assert "cx23" in by_field["pgfleet:clusters[0].server_type"].fix
+    assert "fsn1" in by_field["pgfleet:location"].fix
+    assert "lb11" in by_field["pgfleet:load_balancer.type"].message
+    assert all(p.fix for p in problems)
+
+
+def test_cli_validate_reports_structural_and_semantic_problems_together(tmp_path: Path) -> None:
+    cfg = _prod()
+    _structural_and_semantic(cfg)
+    f = tmp_path / "Pulumi.broken.yaml"
+    f.write_text(yaml.safe_dump({"config": cfg}))
+    r = _cli("validate", str(f))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "pgfleet:clusters[0].server_type: 'cx22'" in r.stderr and "cx23" in r.stderr
+    assert "pgfleet:location: 'mars1'" in r.stderr
+    assert "pgfleet:load_balancer.type: 'lb99'" in r.stderr
+    assert r.stderr.count("Fix:") == 3
+
+
+def test_unknown_key_beside_a_cross_field_problem_in_another_section() -> None:
+    cfg = _prod()
+    cfg["pgfleet:backups"]["retention_ful"] = 4
+    _set(cfg, "etcd", {"members": 2})
+    fields = _fields(_problems(cfg))
+    assert sorted(fields) == ["pgfleet:backups.retention_ful", "pgfleet:etcd.members"]
+
+
+def test_no_follow_on_problems_from_the_removed_value() -> None:
+    cfg = _prod()
+    _set(cfg, "failover", {"ttl": "ten", "loop_wait": 30})  # ttl's default would make loop_wait look wrong
+    assert _fields(_problems(cfg)) == ["pgfleet:failover.ttl"]
+
+
+def test_without_a_best_effort_spec_the_structural_problems_stand_alone() -> None:
+    cfg = _prod()
+    del cfg["pgfleet:clusters"]
+    _set(cfg, "location", "mars1")
+    assert _fields(_problems(cfg)) == ["pgfleet:clusters"]
