@@ -73,17 +73,22 @@ def new_password() -> str:
     return pysecrets.token_urlsafe(24)
 
 
-def new_ca(common_name: str) -> tuple[str, str]:
-    """A self-signed cluster CA (ECDSA P-256): (cert PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def new_ca(common_name: str, key: ec.EllipticCurvePrivateKey | None = None, now: dt.datetime | None = None) -> tuple[str, str]:
+    """A self-signed cluster CA (ECDSA P-256): (cert PEM, key PEM).
+
+    Given ``key`` and ``now`` (tests' snapshots), the CA is reproducible: the
+    serial comes from the key and the signature is deterministic (RFC 6979).
+    """
+    fixed = key is not None and now is not None
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    now = now or dt.datetime.now(dt.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgfleet")])
-    now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_key_serial(key) if fixed else x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -91,10 +96,15 @@ def new_ca(common_name: str) -> tuple[str, str]:
                                      key_encipherment=False, data_encipherment=False, key_agreement=False,
                                      encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=fixed)
     )
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def _key_serial(key: ec.EllipticCurvePrivateKey) -> int:
+    """A positive serial below 2**159 (RFC 5280) from the public key: the same key, the same serial."""
+    return int.from_bytes(x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest, "big") >> 1 or 1
 
 
 def load_or_create_local(stack: str, spec: Spec) -> Secrets:

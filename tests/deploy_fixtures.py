@@ -6,7 +6,11 @@ ever appear in rendered text, no traffic goes to them.
 
 from __future__ import annotations
 
+import datetime as dt
+from functools import lru_cache
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pgfleet import hostdata, inventory, secrets, spec
 from pgfleet.inventory import Inventory, InventoryHost
@@ -32,6 +36,20 @@ def fake_inventory(s: spec.Spec, stack: str) -> Inventory:
 def fake_secrets(s: spec.Spec) -> secrets.Secrets:
     cert, key = secrets.new_ca("pgfleet test CA")
     return secrets.Secrets(passwords={n: secrets.new_password() for n in secrets.password_names(s)}, ca_cert_pem=cert, ca_key_pem=key)
+
+
+@lru_cache(maxsize=1)
+def fixed_ca() -> tuple[str, str]:
+    """One CA for every snapshot: a fixed key and a fixed date, so its PEMs never change between runs."""
+    key = ec.derive_private_key(0x9F1EE7_C0FFEE_5EED, ec.SECP256R1())
+    return secrets.new_ca("pgfleet golden CA", key=key, now=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+
+
+def fixed_secrets(s: spec.Spec) -> secrets.Secrets:
+    """Secrets a snapshot can hold: ``pw-<name>`` for every password and object storage key, the fixed CA."""
+    cert, key = fixed_ca()
+    names = secrets.password_names(s) + secrets.s3_key_names(s)
+    return secrets.Secrets(passwords={n: f"pw-{n}" for n in names}, ca_cert_pem=cert, ca_key_pem=key)
 
 
 def host_datas(stack: str) -> tuple[spec.Spec, Inventory, dict[str, dict[str, Any]]]:
