@@ -56,7 +56,12 @@ def settings(control: PatroniControl) -> dict[str, Any]:
     t = sizing.PatroniTiming(ttl=live["ttl"], loop_wait=live["loop_wait"], retry_timeout=live["retry_timeout"])
     h = sizing.haproxy_timing(t)
     e = sizing.etcd_timing(t)
+    c = sizing.client_timing(h)
     return {
+        "client": {"connect_timeout_s": c.connect_timeout, "tcp_user_timeout_ms": c.tcp_user_timeout,
+                   "keepalives_idle_s": c.keepalives_idle, "keepalives_interval_s": c.keepalives_interval,
+                   "keepalives_count": c.keepalives_count, "load_balance_hosts": "random",
+                   "wal_sender_timeout_ms": sizing.wal_sender_timeout_ms(h)},
         "patroni": {k: live.get(k) for k in ("ttl", "loop_wait", "retry_timeout", "synchronous_mode",
                                              "synchronous_mode_strict", "failsafe_mode", "maximum_lag_on_failover",
                                              "primary_start_timeout")},
@@ -88,16 +93,22 @@ def main() -> None:
     conf = settings(control)
     old = results_file.RESULTS / f"{NAME}.json"
     runs: list[dict[str, Any]] = []
-    if old.exists() and not a.fresh:
+    previous: list[dict[str, Any]] = []
+    if old.exists():
         prev = json.loads(old.read_text())
-        if prev.get("settings") == conf:
+        previous = prev.get("previous_series", [])
+        if prev.get("settings") == conf and not a.fresh:
             runs = prev.get("runs", [])
+        elif prev.get("scenarios"):  # other settings or another definition: keep its summary beside the new series
+            previous = [{k: prev.get(k) for k in ("when", "what", "settings", "scenarios")}, *previous][:3]
     chosen = [name for name in a.scenarios.split(",") if name]
     for _ in range(a.rounds):
         for name in chosen:
-            [r] = runner.run_all(control, scenarios.resolve(name), runner.DrillOptions(writers=a.writers),
+            [r] = runner.run_all(control, scenarios.resolve(name), runner.DrillOptions(writers=a.writers, hold=runner.MIN_HOLD),
                                  log=lambda m: print(m, flush=True))
             runs.append({"scenario": r.scenario, "ok": r.ok, "failures": r.failures(), "rto_s": r.rto_s,
+                         "rto_all_writers_s": r.rto_all_writers_s, "client_gaps_s": r.client_gaps_s,
+                         "writers_down": r.writers_down, "hold_s": r.hold_s,
                          "new_leader_s": r.time_to_new_leader_s, "routed_s": r.time_to_routing_s, "rejoin_s": r.rejoin_s,
                          "acknowledged": r.acknowledged, "lost": len(r.lost), "split_brain": len(r.split_brain),
                          "old_leader": r.old_leader, "new_leader": r.new_leader})
@@ -113,19 +124,25 @@ def main() -> None:
             "runs": len(rs), "passed": len(good),
             "lost_writes": sum(r["lost"] for r in rs), "split_brain": sum(r["split_brain"] for r in rs),
             "rto_s": summary([r["rto_s"] for r in good if r["rto_s"] is not None]),
+            "rto_all_writers_s": summary([r["rto_all_writers_s"] for r in good if r.get("rto_all_writers_s") is not None]),
             "new_leader_s": summary([r["new_leader_s"] for r in good if r["new_leader_s"] is not None]),
             "routed_s": summary([r["routed_s"] for r in good if r["routed_s"] is not None]),
         }
     results_file.write(NAME, {
         "benchmark": "pgfleet drill: write outage (RTO) and lost acknowledged writes per failure",
         "stack": a.stack,
-        "what": (f"{a.writers} writers, autocommit inserts through HAProxy 5000 -> PgBouncer -> primary (verify-full); "
-                 "RTO = longest gap between acknowledged commits after the fault"),
+        "what": (f"{a.writers} writers, autocommit inserts with the DSN exactly as 'pgfleet dsn' prints it (HAProxy 5000 "
+                 "-> PgBouncer -> primary, verify-full, dead-peer keywords, load_balance_hosts=random); each fault held "
+                 f"{runner.MIN_HOLD:.0f} s; RTO = the longest time any one client could not commit (a client that never "
+                 "commits again is down until the end); rto_all_writers_s = the older figure, the longest time no client "
+                 "committed at all"),
         "cpu": cpu_model(),
         "settings": conf,
-        "goals_s": {"node-loss p95": 22, "primary-partition p95": 22, "postgres-crash": 5, "switchover": 1.5},
+        "goals_s": {"node-loss p95": 22, "primary-partition p95": 22, "postgres-crash": 5, "switchover": 1.5,
+                    "replica-partition, entry-loss, entry-partition (any one client)": 6},
         "scenarios": per,
         "runs": runs,
+        "previous_series": previous,
     })
 
 

@@ -25,7 +25,8 @@ from pgfleet.drill.scenarios import DrillContext
 
 pytestmark = pytest.mark.lab
 PGFLEET = str(Path(sys.executable).with_name("pgfleet"))
-SCENARIOS = ["switchover", "postgres-crash", "patroni-crash", "node-loss", "primary-partition", "replica-loss", "etcd-member-loss"]
+SCENARIOS = ["switchover", "postgres-crash", "patroni-crash", "node-loss", "primary-partition", "replica-loss",
+             "replica-partition", "entry-loss", "entry-partition", "etcd-member-loss"]
 
 
 def _assert_healthy_topology(lab, lab_spec, lab_secrets) -> None:  # type: ignore[no-untyped-def]
@@ -52,14 +53,20 @@ def test_drill_all_passes_with_no_lost_write_and_no_split_brain(deployed, lab, l
         assert d["unexpected"] == [], name
         assert d["split_brain"] == [] and d["timeline"] == [] and d["health"] == [], name
         assert d["writes_resumed"] is True and d["rto_s"] is not None, name
+        # every client committed again during the hold: the RTO is the worst single client's gap
+        assert d["writers_down"] == [] and d["hold_s"] >= 30, name
+        assert sorted(d["client_gaps_s"]) == ["0", "1", "2", "3"] and d["rto_s"] == pytest.approx(max(d["client_gaps_s"].values()), abs=0.01), name
         changed = d["old_leader"] != d["new_leader"]
         assert d["timeline_after"] == d["timeline_before"] + (1 if changed else 0), name
     by = {d["scenario"]: d for d in doc["drills"]}
     for name in ("switchover", "node-loss", "primary-partition"):
         assert by[name]["new_leader"] != by[name]["old_leader"], name
         assert by[name]["time_to_new_leader_s"] is not None, name
-    for name in ("replica-loss", "etcd-member-loss"):
+    for name in ("replica-loss", "replica-partition", "entry-loss", "entry-partition", "etcd-member-loss"):
         assert by[name]["new_leader"] == by[name]["old_leader"], name
+    for name in ("entry-loss", "entry-partition"):  # the fault hit a node at least one writer had entered through
+        target = next(n for n in by[name]["notes"] if "entered through" in n)
+        assert "writer(s) [" in target and "[]" not in target, by[name]["notes"]
     # the isolated old primary was checked directly, not only through HAProxy
     assert any("probe of old primary" in n for n in by["primary-partition"]["notes"]), by["primary-partition"]["notes"]
     assert "pass" in p.stdout and "FAIL" not in p.stdout
@@ -105,4 +112,24 @@ def test_drill_fails_and_reports_lost_writes_without_synchronous_replication(dep
     assert report.exit_code([r]) == 1
     assert report.to_dict("lab", [r])["ok"] is False
     # the old primary, diverged by the lost writes, came back through pg_rewind; synchronous again
+    _assert_healthy_topology(lab, lab_spec, lab_secrets)
+
+
+def test_entry_partition_without_dead_peer_keywords_reports_the_hung_writer_as_down(deployed, lab, lab_spec, lab_secrets, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The check can fail: the same drill through the printed DSN minus its dead-peer detection
+    (keepalives, tcp_user_timeout). A writer that entered through the partitioned node hangs on
+    its dead connection; it is reported down for the whole hold, and the drill fails."""
+    _assert_healthy_topology(lab, lab_spec, lab_secrets)
+    printed = subprocess.run([PGFLEET, "dsn", "lab"], capture_output=True, text=True, check=True).stdout.strip()
+    stripped = " ".join(p for p in printed.split() if not p.startswith(("keepalives", "tcp_user_timeout")))
+    assert "load_balance_hosts=random" in stripped and "tcp_user_timeout" not in stripped
+    out = tmp_path / "drill.json"
+    p = subprocess.run([PGFLEET, "drill", "lab", "entry-partition", "--dsn", stripped, "--json", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]
+    [d] = json.loads(out.read_text())["drills"]
+    assert d["aborted"] is None and d["lost_count"] == 0, d
+    assert d["writers_down"], d["client_gaps_s"]
+    assert d["rto_s"] >= d["hold_s"] >= 30, d
+    assert any("never committed again" in f for f in d["failures"]), d["failures"]
     _assert_healthy_topology(lab, lab_spec, lab_secrets)

@@ -123,6 +123,28 @@ def test_kill_powers_off_hard_and_start_boots_it_again(lab, lab_spec):  # type: 
     assert tcp(lab_spec, "lab-main-1", host.address, 22)
 
 
+def test_kill_is_silent_like_a_power_loss_no_reset_reaches_a_peer(lab, lab_spec):  # type: ignore[no-untyped-def]
+    """A peer of a powered-off machine hears nothing: no FIN, no reset. A connection to the killed
+    host stays open on this side until its own timeouts end it (drills rely on that being real)."""
+    import socket
+
+    name = "lab-client"
+    address = Layout.of(lab_spec).host(name).address
+    sock = socket.create_connection((address, 22), timeout=5)
+    try:
+        assert sock.recv(64).startswith(b"SSH-")  # sshd's banner: the connection is established
+        assert lab_mod.kill(lab_spec, name)
+        time.sleep(1.0)
+        sock.sendall(b"SSH-2.0-pgfleet-test\r\n")  # data a dead host never acknowledges
+        sock.settimeout(3.0)
+        with pytest.raises(TimeoutError):  # neither b"" (FIN) nor ConnectionResetError (RST)
+            sock.recv(64)
+    finally:
+        sock.close()
+        lab_mod.start(lab_spec, name)
+    assert sh(lab_spec, name, "hostname").stdout.strip() == name
+
+
 def test_partition_cuts_the_link_and_heal_restores_it(lab, lab_spec):  # type: ignore[no-untyped-def]
     name = "lab-main-3"
     host = Layout.of(lab_spec).host(name)
