@@ -41,7 +41,7 @@ def inventory(stack: Stack) -> None:
     from pgfleet import inventory as inv
 
     s = load_spec(stack)
-    print(inv.load(spec_mod.stack_name(stack), s).to_json())
+    print(inv.load(spec_mod.stack_name(stack), s, reachable=False).to_json())
 
 
 # Command groups that live beside their concern register here.

@@ -132,7 +132,7 @@ def dsn(stack: Stack,
     s = load_spec(stack)
     name = spec_mod.stack_name(stack)
     c = s.cluster(cluster) if cluster else s.clusters[0]
-    params = cluster_mod.dsn_params(name, s, inv_mod.load(name, s), secrets_mod.load(name, s), c, ro=ro, direct=direct,
+    params = cluster_mod.dsn_params(name, s, inv_mod.load(name, s, reachable=False), secrets_mod.load(name, s), c, ro=ro, direct=direct,
                                     db=db, user=user, libpq=libpq)
     if uri:
         print(cluster_mod.uri_dsn(params))

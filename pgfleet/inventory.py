@@ -117,12 +117,20 @@ def from_pulumi(stack: str) -> Inventory:
     return Inventory.model_validate(stack_output(stack, "inventory"))
 
 
-def load(stack: str, spec: Spec) -> Inventory:
-    """The inventory of a stack, from whichever provider it uses."""
+def load(stack: str, spec: Spec, *, reachable: bool = True) -> Inventory:
+    """The inventory of a stack, from whichever provider it uses.
+
+    ``reachable``: the caller will send traffic to the hosts, so a lab that is
+    not running is refused here (its addresses would route off the machine).
+    Commands that only print (``inventory``, ``dsn``) pass False.
+    """
     if spec.provider == "static":
         return from_static(spec, stack)
     if spec.provider == "lab":
         from pgfleet.lab import inventory as lab_inventory
+        from pgfleet.lab import require_running
 
+        if reachable:
+            require_running(spec)
         return lab_inventory(spec)
     return from_pulumi(stack)

@@ -106,3 +106,30 @@ def remove(layout: Layout) -> None:
     for ifname in sorted(lab_interfaces(layout), key=lambda n: n == layout.bridge):
         if Path(f"/sys/class/net/{ifname}").exists():
             _ip("link", "del", ifname, what=f"removing lab interface {ifname}")
+
+
+def route_device(address: str) -> str | None:
+    """The interface this machine would send a packet to ``address`` through (``ip route get``), or None."""
+    cp = run([tool("ip"), "-j", "route", "get", address], what=f"looking up the route to {address}", check=False)
+    try:
+        routes = json.loads(cp.stdout or "[]")
+    except ValueError:
+        return None
+    return routes[0].get("dev") if routes else None
+
+
+def not_running(layout: Layout, addresses: list[str]) -> str | None:
+    """Why this lab cannot be reached, or None: its bridge must exist, be up, and carry the route to every host.
+
+    When the lab is down its addresses route through the machine's default
+    gateway, off the machine; nothing may be sent to them then.
+    """
+    if not Path(f"/sys/class/net/{layout.bridge}").exists():
+        return f"its bridge {layout.bridge} does not exist"
+    if not link_up(layout.bridge):
+        return f"its bridge {layout.bridge} is down"
+    for address in addresses:
+        dev = route_device(address)
+        if dev != layout.bridge:
+            return f"{address} would be sent through {dev or 'no interface'}, not the lab's bridge {layout.bridge}"
+    return None

@@ -59,6 +59,14 @@ def inventory(spec: Spec) -> Inventory:
     )
 
 
+def require_running(spec: Spec) -> None:
+    """Stop before any packet is sent when the lab is not up: ``the lab is not running: pgfleet lab up``."""
+    layout = _lab_layout(spec)
+    why = network.not_running(layout, [h.address for h in layout.hosts])
+    if why is not None:
+        raise LabError(f"the lab is not running: pgfleet lab up ({why}; stack {spec.environment!r})")
+
+
 @dataclass(frozen=True)
 class UpReport:
     inventory: Inventory
