@@ -191,6 +191,12 @@ def test_a_client_that_hangs_is_down_for_the_whole_hold_and_fails_the_drill() ->
     analysis.apply_workload(r2, late, [], {0: 200, 1: 1040, 2: 1096}, {a.id for a in late}, started=0.0, stopped=20.0,
                             fault_at=5.0, hold_end=15.0)
     assert r2.writers_down == [1] and r2.client_gaps_s["1"] == pytest.approx(11.0, abs=0.01) and not r2.ok
+    # a commit in flight when the fault hit, acknowledged a moment later, is not recovery: the hang after it is
+    inflight = acks + [Ack(1, 550, 5.01, 1_700_000_005.01, "n1", 1)] + acks_every(0.1, 16.0, 20.0, writer=1, first_seq=1000)
+    r3 = analysis.DrillResult("entry-partition", "lab", "must-not", old_leader="n1", new_leader="n1", writers=3)
+    analysis.apply_workload(r3, inflight, [], {0: 200, 1: 1040, 2: 1096}, {a.id for a in inflight}, started=0.0,
+                            stopped=20.0, fault_at=5.0, hold_end=15.0)
+    assert r3.writers_down == [1] and r3.client_gaps_s["1"] == pytest.approx(10.99, abs=0.01) and not r3.ok
 
 
 def test_json_shape_is_stable_and_serialisable() -> None:

@@ -78,21 +78,30 @@ class ClientOutage:
     writer: int
     #: longest interval from the fault to the end of the run without an ack of this writer
     gap: Gap
-    #: committed again before the end of the hold; a client that did not is down for the whole hold
+    #: committed again before the end of the hold (commits still in flight when the fault hit
+    #: do not count); a client that did not was down for the whole hold
     resumed: bool
+
+
+#: An ack this soon after the fault belongs to a commit that was already in flight (the server
+#: answered before the fault reached it): it says nothing about whether the client recovered.
+IN_FLIGHT = 0.5
 
 
 def client_outages(acks: Sequence[Ack], writers: Iterable[int], fault_at: float, hold_end: float,
                    end_at: float) -> list[ClientOutage]:
     """Per client: the longest time it could not commit after the fault. A hang is an outage, not
-    a pause: a writer with no ack after the fault has the whole window as its gap."""
+    a pause: a writer with no ack after the fault has the whole window as its gap. A commit that
+    was in flight when the fault hit and acknowledged a moment later does not count as recovery:
+    what counts is a commit more than :data:`IN_FLIGHT` after the fault and within the hold."""
     by: dict[int, list[float]] = {w: [] for w in writers}
     for a in acks:
         by.setdefault(a.writer, []).append(a.mono)
     out = []
     for w, times in sorted(by.items()):
         after = [t for t in times if fault_at < t <= end_at]
-        out.append(ClientOutage(w, longest_gap(after, fault_at, end_at), any(t <= hold_end for t in after)))
+        out.append(ClientOutage(w, longest_gap(after, fault_at, end_at),
+                                any(fault_at + IN_FLIGHT < t <= hold_end for t in after)))
     return out
 
 
