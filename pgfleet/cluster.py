@@ -16,15 +16,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgfleet import sizing, state
+from pgfleet import contract, sizing, state
 from pgfleet.errors import ClusterError
 from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory
 from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
 
-PORT_POOLED_RW, PORT_POOLED_RO, PORT_DIRECT_RW, PORT_DIRECT_RO = 5000, 5001, 5002, 5003
-REST_PORT = 8008
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ def members(inv: Inventory, cluster: str, secrets: Secrets, timeout: float = 3) 
     errors = []
     for h in cluster_members(inv, cluster):
         try:
-            with urllib.request.urlopen(f"https://{h.public_ip}:{REST_PORT}/cluster", context=ctx, timeout=timeout) as r:
+            with urllib.request.urlopen(f"https://{h.public_ip}:{contract.PATRONI_REST_PORT}/cluster", context=ctx, timeout=timeout) as r:
                 doc = json.loads(r.read())
         except (OSError, urllib.error.URLError, ValueError) as e:
             errors.append(f"{h.name}: {e}")
@@ -119,7 +117,8 @@ def endpoint_hosts(inv: Inventory, cluster: str) -> list[str]:
 
 
 #: HAProxy's endpoints on every node, by what a client asks for.
-ENDPOINT_PORTS = {"rw": PORT_POOLED_RW, "ro": PORT_POOLED_RO, "direct-rw": PORT_DIRECT_RW, "direct-ro": PORT_DIRECT_RO}
+ENDPOINT_PORTS = {"rw": contract.HAPROXY_POOLED_RW, "ro": contract.HAPROXY_POOLED_RO,
+                  "direct-rw": contract.HAPROXY_DIRECT_RW, "direct-ro": contract.HAPROXY_DIRECT_RO}
 #: The libpq versions a printed DSN can be written for: 16 added ``load_balance_hosts``, which 15 rejects
 #: ("invalid connection option"); Debian 12's psql is 15, psycopg's bundled libpq is newer.
 LIBPQ_VERSIONS = (15, 16)

@@ -30,9 +30,6 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-CONFIG = "/etc/pgfleet/etcd-leader-away.json"
-
-
 def targets(status: Mapping[str, Any], members: list[Mapping[str, Any]]) -> list[str]:
     """Members to hand etcd's leadership to, in the order to try; empty when this member does not lead.
 
@@ -99,8 +96,10 @@ def once(c: Client) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    path = argv[0] if argv else CONFIG
-    with open(path) as f:
+    if len(argv) != 1:
+        print("usage: etcd-leader-away CONFIG.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
         cfg = json.load(f)
     c = Client(cfg)
     print(f"etcd-leader-away: watching {cfg['etcd']} and {cfg['patroni']} every {cfg['interval']} s", flush=True)

@@ -19,13 +19,13 @@ from pyinfra.api import FactBase, OperationError
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, python
 
-from pgfleet import templating
+from pgfleet import contract, templating
 
 TEMPLATES = templating.TEMPLATES
 #: Where converge steps keep the desired input and, once applied, a copy of it.
-DESIRED_DIR = "/etc/pgfleet/converge"
-APPLIED_DIR = "/var/lib/pgfleet/applied"
-HELPERS_DIR = "/usr/local/lib/pgfleet"
+DESIRED_DIR = contract.DESIRED_DIR
+APPLIED_DIR = contract.APPLIED_DIR
+HELPERS_DIR = contract.HELPERS_DIR
 
 #: The shared StrictUndefined environment, with block tags that leave no blank lines.
 _env = templating._env().overlay(trim_blocks=True, lstrip_blocks=True)

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from deploy_fixtures import fixed_secrets, host_datas
-from pgfleet import etcd_leader_away, sizing
+from pgfleet import contract, etcd_leader_away, sizing
 from pgfleet import tls as tls_mod
 from pgfleet.backup import member
 from pgfleet.hostdata import connection_limits
@@ -102,14 +102,13 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
             out["module pgfleet.etcd_leader_away"] = _module(etcd_leader_away)
             out["roles.etcd.leader_away_config"] = etcd.leader_away_config(d, sec.password("etcd_root"))
             out["etcd/leader-away.service.j2"] = render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR,
-                                                        config=etcd_leader_away.CONFIG)
+                                                        config=contract.ETCD_LEADER_AWAY_CONFIG)
     if ROLE_POSTGRES not in roles:
         return out
 
     # patroni, databases
     out["roles.patroni.config"] = patroni.config(d, sec, bool(container))
-    out["patroni/patroni.service.j2"] = render("patroni/patroni.service.j2", patroni_scope=d["patroni_scope"], tls_group=d["tls_group"],
-                                               etcd_local=ROLE_ETCD in roles, nofile=nofile)
+    out["patroni/patroni.service.j2"] = patroni.unit_file(d, HARD_NOFILE)
     for helper in ("wait-member.sh", "on-leader.sh", "patroni-config.py"):
         out[f"helpers/{helper}"] = _helper(helper)
     out["roles.databases.setup_sql"] = databases.setup_sql(d, sec.passwords)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgfleet import remote
+from pgfleet import contract, remote
 from pgfleet.drill import hetzner
 from pgfleet.errors import ClusterError, PgfleetError
 
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from pgfleet.secrets import Secrets
     from pgfleet.spec import ClusterSpec, Spec
 
-PATRONI_PORT = 8008
-POSTGRES_PORT = 5432
+PATRONI_PORT = contract.PATRONI_REST_PORT
+POSTGRES_PORT = contract.POSTGRES_PORT
 
 
 class DrillNotWired(PgfleetError):
@@ -204,8 +204,8 @@ class ClusterControl(ABC):
 
     # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
 
-    patroni_unit = "patroni"
-    etcd_unit = "etcd"
+    patroni_unit = contract.unit_name(contract.PATRONI_UNIT)
+    etcd_unit = contract.unit_name(contract.ETCD_UNIT)
 
     def kill_postgres(self, member: str) -> None:
         """SIGKILL the postmaster; Patroni stays and decides what happens next."""
@@ -255,7 +255,7 @@ class PatroniControl(ClusterControl):
 
     Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
     units ``patroni.service`` and ``etcd.service``, REST user
-    :data:`~pgfleet.hostdata.PATRONI_REST_USER`. The superuser never logs in
+    :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
     over the network (pg_hba rejects it), so direct probes and the set check
     connect as the database owner, verify-full, with the stack's passfile.
     """
@@ -274,7 +274,7 @@ class PatroniControl(ClusterControl):
         self.expected_members = len(self.hosts)
         self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
         self._rest_auth = "Basic " + base64.b64encode(
-            f"{hostdata.PATRONI_REST_USER}:{secrets.password('patroni_rest')}".encode()).decode()
+            f"{contract.PATRONI_REST_USER}:{secrets.password('patroni_rest')}".encode()).decode()
         self._database = cluster.databases[0]
         self._ssl = cluster_mod.rest_context(secrets)
         self._ca_file = cluster_mod.ca_file(stack, secrets)
@@ -441,7 +441,7 @@ class PatroniControl(ClusterControl):
         """SQL on a partitioned member as postgres over its socket: the lab's console, or SSH on the public address."""
         from pgfleet import lab
 
-        psql = (f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
+        psql = (f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
                 f"-c {shlex.quote(sql)}")
         if self.provider != "lab":
             return self.run(member, ["sh", "-c", psql])
