@@ -12,7 +12,8 @@ from pyinfra.api import deploy
 
 from pgfleet import contract, scram
 from pgfleet.hostdata import secrets_for
-from roles._common import HELPERS_DIR, converge, render
+from roles._common import converge, render
+from roles.node import program
 
 DEFAULTS: dict[str, object] = {"databases_psql": f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -q -At -d postgres"}
 
@@ -40,4 +41,4 @@ def setup_sql(d: dict, passwords: dict[str, str]) -> str:
 def apply() -> None:
     d = host.data
     sql = setup_sql(d.dict(), secrets_for(d.pgfleet_stack).passwords)
-    converge("databases.sql", sql, f"{HELPERS_DIR}/on-leader.sh {d.databases_psql} < {{desired}}")
+    converge("databases.sql", sql, f"{program('on-leader')} {d.databases_psql} < {{desired}}")

@@ -14,10 +14,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgfleet import contract, etcd_leader_away, sizing
+from collections.abc import Callable
+
+from pgfleet import contract, sizing
 from pgfleet.hostdata import secrets_for
 from pgfleet.inventory import ROLE_POSTGRES
-from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, module_helper, put, render
+from roles._common import HardNofile, ServiceActive, converge, data, put, render
+from roles.node import program
 
 LEADER_AWAY_UNIT = contract.LEADER_AWAY_UNIT
 
@@ -28,7 +31,8 @@ DEFAULTS = {
 
 
 @deploy("etcd", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(node_changed: Callable[[], bool]) -> None:
+    """``node_changed``: whether the node programs changed (:func:`roles.node.apply`)."""
     d = host.data
     was_running = host.get_fact(ServiceActive, unit=d.etcd_service)
     files.directory(name="etcd data directory", path=d.etcd_data_dir, user=contract.ETCD_OS_USER, group=contract.ETCD_OS_USER, mode="0700")
@@ -41,14 +45,17 @@ def apply() -> None:
         systemd.service(name="etcd restart (configuration changed)", service=d.etcd_service, restarted=True,
                         _if=lambda: env.did_change() or unit.did_change())
 
-    helper("etcd auth helper", "etcd-auth.py")
     s = secrets_for(d.pgfleet_stack)
     desired = json.dumps({"root_password": s.password("etcd_root"), "user": contract.ETCD_PATRONI_USER,
                           "user_password": s.password("etcd_patroni"), "prefix": contract.PATRONI_NAMESPACE}, sort_keys=True)
-    converge("etcd-auth.json", desired, f"{HELPERS_DIR}/etcd-auth.py {{desired}}", when=host.name == d.etcd_first_member)
+    converge("etcd-auth.json", desired, f"{program('etcd-auth')} {{desired}}", when=host.name == d.etcd_first_member)
 
     if ROLE_POSTGRES in d.pgfleet_roles:
-        leader_away(s.password("etcd_root"))
+        leader_away(s.password("etcd_root"), node_changed)
+
+
+def leader_away_unit() -> str:
+    return render("etcd/leader-away.service.j2", program=program("etcd-leader-away"), config=contract.ETCD_LEADER_AWAY_CONFIG)
 
 
 def leader_away_config(d: dict, root_password: str) -> str:
@@ -59,13 +66,12 @@ def leader_away_config(d: dict, root_password: str) -> str:
     }, sort_keys=True, indent=1)
 
 
-def leader_away(root_password: str) -> None:
+def leader_away(root_password: str, code_changed: Callable[[], bool]) -> None:
     """On a node that is both an etcd member and a Patroni member: keep etcd's leader off the primary."""
-    code = module_helper("Helper etcd-leader-away", etcd_leader_away, f"{HELPERS_DIR}/etcd-leader-away")
     conf = put("etcd-leader-away configuration", contract.ETCD_LEADER_AWAY_CONFIG, leader_away_config(data(), root_password), mode="0600")
     unit = put(f"Unit {LEADER_AWAY_UNIT}", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",
-               render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR, config=contract.ETCD_LEADER_AWAY_CONFIG))
+               leader_away_unit())
     systemd.daemon_reload(name="systemd: reload units (etcd-leader-away)", _if=unit.did_change)
     started = systemd.service(name="etcd-leader-away running", service=LEADER_AWAY_UNIT, running=True, enabled=True)
     systemd.service(name="etcd-leader-away restart (changed)", service=LEADER_AWAY_UNIT, restarted=True,
-                    _if=lambda: (code.did_change() or conf.did_change() or unit.did_change()) and not started.did_change())
+                    _if=lambda: (code_changed() or conf.did_change() or unit.did_change()) and not started.did_change())

@@ -18,7 +18,8 @@ from pyinfra.operations import files, server, systemd
 from pgfleet import contract, sizing
 from pgfleet.hostdata import secrets_for
 from pgfleet.secrets import Secrets
-from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, in_container, note, put, render
+from roles._common import HardNofile, ServiceActive, converge, data, in_container, note, put, render
+from roles.node import program
 
 DEFAULTS = {
     "patroni_namespace": contract.PATRONI_NAMESPACE,
@@ -63,9 +64,6 @@ def apply() -> None:
     conf = put("Patroni configuration", d.patroni_config, config(data(), s, bool(container)), mode="0640", group=pg)
     unit = put("Patroni unit", f"/etc/systemd/system/{contract.PATRONI_UNIT}", unit_file(data(), host.get_fact(HardNofile)))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
-    helper("wait helper", "wait-member.sh")
-    helper("leader helper", "on-leader.sh")
-    helper("Patroni configuration helper", "patroni-config.py")
 
     if not was_running:
         # before the first start only: on a running member the validator finds its own ports in use
@@ -75,8 +73,8 @@ def apply() -> None:
     if was_running:
         systemd.service(name="Patroni reload (host configuration changed)", service=contract.PATRONI_UNIT, reloaded=True,
                         _if=lambda: conf.did_change() or bool(host.data.get("tls_reissued")))
-    server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{HELPERS_DIR}/wait-member.sh {d.patroni_start_timeout}"],
+    server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{program('wait-member')} {d.patroni_start_timeout}"],
                  _if=lambda: not was_running or conf.did_change())
 
     converge("patroni-dynamic.json", json.dumps(d.patroni_dynamic, sort_keys=True, indent=1),
-             f"{HELPERS_DIR}/patroni-config.py {{desired}}", when=host.name == d.patroni_first_member)
+             f"{program('patroni-config')} {{desired}}", when=host.name == d.patroni_first_member)

@@ -9,7 +9,7 @@ repository ready for it: the stanza is created once, on the leader, and
 ``pgbackrest check`` proves a WAL segment reaches the repository.
 
 Backups run from systemd timers present on every member; the unit goes
-through the backup-member guard (:mod:`pgfleet.backup.member`), so exactly
+through the backup-member guard (:mod:`pgfleet.node.backup_member`), so exactly
 one node backs up: a streaming standby, which reads the data files locally
 and reaches the primary through pgBackRest's TLS server (pgbackrest.service,
 port 8432, open to members only, accepting only the members' client
@@ -26,10 +26,11 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
 from pgfleet import contract, tls
-from pgfleet.backup import member, repo
+from pgfleet.backup import repo
 from pgfleet.hostdata import secrets_for
 from roles import tls as tls_role
-from roles._common import HELPERS_DIR, converge, data, module_helper, put, render
+from roles._common import converge, data, put, render
+from roles.node import program
 
 DEFAULTS = {
     "pgbackrest_enabled": False,
@@ -38,8 +39,6 @@ DEFAULTS = {
 }
 
 SCHEDULED = ("full", "diff")
-#: The guard in front of the scheduled backups, installed from :mod:`pgfleet.backup.member` itself.
-MEMBER_HELPER = f"{HELPERS_DIR}/backup-member"
 
 
 def client_key_name(host_name: str) -> str:
@@ -55,7 +54,7 @@ def units(d: dict) -> dict[str, str]:
     """``pgbackrest-<kind>.service`` / ``.timer`` contents for the scheduled kinds."""
     out = {}
     for kind in SCHEDULED:
-        ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "helpers_dir": HELPERS_DIR}
+        ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "backup_member": program("backup-member")}
         out[f"pgbackrest-{kind}.service"] = render("pgbackrest/backup.service.j2", **ctx)
         out[f"pgbackrest-{kind}.timer"] = render("pgbackrest/backup.timer.j2", **ctx)
     return out
@@ -98,9 +97,8 @@ def apply() -> None:
     pgbr = f"runuser -u {pg} -- pgbackrest --stanza={stanza}"
     # on every member: the leader creates the stanza, the others record that the leader did
     converge("pgbackrest-stanza.json", stanza_identity(data()),
-             f"{HELPERS_DIR}/on-leader.sh sh -c '{pgbr} stanza-create && {pgbr} check'")
+             f"{program('on-leader')} sh -c '{pgbr} stanza-create && {pgbr} check'")
 
-    module_helper("Helper backup-member", member, MEMBER_HELPER)
     changed = []
     for name, text in units(data()).items():
         changed.append(put(f"Unit {name}", f"/etc/systemd/system/{name}", text))

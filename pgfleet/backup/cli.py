@@ -40,7 +40,8 @@ from pgfleet import inventory as inv_mod
 from pgfleet import remote
 from pgfleet import spec as spec_mod
 from pgfleet import secrets as secrets_mod
-from pgfleet.backup import bucket, catalog, member, repo
+from pgfleet.backup import bucket, catalog, repo
+from pgfleet.node import backup_member as member
 from pgfleet.deploy_cli import ClusterOpt, Stack
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.hostdata import cluster_members
@@ -141,11 +142,10 @@ def backup_member(ctx: Ctx) -> tuple[InventoryHost, bool]:
     """The member that takes backups now (the scheduled units' rule) and whether it is a standby."""
     ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
     try:
-        name = member.choose([{"name": m.name, "role": m.role, "state": m.state, "lag": m.lag} for m in ms])
+        name = member.choose(ms)
     except member.NoLeader as e:
         raise ClusterError(f"cluster {ctx.cluster.name!r}: {e}") from None
-    role = next(m.role for m in ms if m.name == name)
-    return ctx.host(name), role in member.REPLICA_ROLES
+    return ctx.host(name), next(m for m in ms if m.name == name).is_replica
 
 
 def claim_buckets(stack: str, spec: Spec, inv: Inventory, sec: Secrets) -> list[str]:
