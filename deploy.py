@@ -4,19 +4,21 @@
 
 Order matters and is the same on every host: packages and kernel first, then
 the firewall (so no service is ever reachable more widely than it should be),
-TLS, etcd (the DCS Patroni needs), PostgreSQL under Patroni, the databases on
+TLS, pgfleet's node programs, etcd (the DCS Patroni needs), PostgreSQL under Patroni, the databases on
 the leader, the backup repository (stanza, timers), then PgBouncer and HAProxy in front of them.
 """
 
 from pyinfra import host
 
-from roles import base, databases, etcd, firewall, haproxy, patroni, pgbackrest, pgbouncer, tls
+from roles import base, databases, etcd, firewall, haproxy, node, patroni, pgbackrest, pgbouncer, tls
 
 base.apply()
 firewall.apply()
 tls.apply()
+if "etcd" in host.groups or "postgres" in host.groups:
+    node_changed = node.apply()
 if "etcd" in host.groups:
-    etcd.apply()
+    etcd.apply(node_changed)
 if "postgres" in host.groups:
     patroni.apply()
     databases.apply()

@@ -68,7 +68,7 @@ def settings(control: PatroniControl) -> dict[str, Any]:
         "haproxy": {"inter_ms": h.inter, "fastinter_ms": h.fastinter, "downinter_ms": h.downinter, "fall": h.fall,
                     "rise": h.rise, "on_marked_down": "shutdown-sessions"},
         "etcd": {"heartbeat_interval_ms": e.heartbeat_interval, "election_timeout_ms": e.election_timeout,
-                 # etcd's leader is handed away from the primary's node (pgfleet/etcd_leader_away.py)
+                 # etcd's leader is handed away from the primary's node (pgfleet/node/etcd_leader_away.py)
                  "leader_away_interval_s": sizing.ETCD_LEADER_AWAY_INTERVAL},
     }
 

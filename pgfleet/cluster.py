@@ -8,66 +8,45 @@ strings through HAProxy with ``sslmode=verify-full``. The password goes into a
 
 from __future__ import annotations
 
-import json
-import ssl
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-from pgfleet import sizing, state
+from pgfleet import contract, sizing, state
 from pgfleet.errors import ClusterError
 from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory
+from pgfleet.node import patroni
+from pgfleet.node.patroni import Member, leader
 from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
 
-PORT_POOLED_RW, PORT_POOLED_RO, PORT_DIRECT_RW, PORT_DIRECT_RO = 5000, 5001, 5002, 5003
-REST_PORT = 8008
 
 
-@dataclass(frozen=True)
-class Member:
-    name: str
-    host: str
-    role: str
-    state: str
-    timeline: int | None
-    lag: int | str | None
-    sync: bool
+__all__ = ["Member", "leader"]
 
 
-def rest_context(secrets: Secrets) -> ssl.SSLContext:
-    return ssl.create_default_context(cadata=secrets.ca_cert_pem)
+def rest_client(host: str, secrets: Secrets, *, auth: bool = False, timeout: float = 3) -> patroni.Client:
+    """A member's Patroni REST API as pgfleet reaches it: the cluster CA, the REST user when state is to change."""
+    return patroni.Client(f"https://{host}:{contract.PATRONI_REST_PORT}", ca_data=secrets.ca_cert_pem, timeout=timeout,
+                          auth=(contract.PATRONI_REST_USER, secrets.password("patroni_rest")) if auth else None)
 
 
 def members(inv: Inventory, cluster: str, secrets: Secrets, timeout: float = 3) -> list[Member]:
     """The cluster's members as Patroni reports them, from the first member that answers."""
-    ctx = rest_context(secrets)
     errors = []
     for h in cluster_members(inv, cluster):
         try:
-            with urllib.request.urlopen(f"https://{h.public_ip}:{REST_PORT}/cluster", context=ctx, timeout=timeout) as r:
-                doc = json.loads(r.read())
-        except (OSError, urllib.error.URLError, ValueError) as e:
+            return rest_client(h.public_ip, secrets, timeout=timeout).cluster()
+        except (OSError, ValueError, patroni.PatroniError) as e:
             errors.append(f"{h.name}: {e}")
-            continue
-        return [Member(name=m["name"], host=m.get("host", ""), role=m.get("role", "?"), state=m.get("state", "?"),
-                       timeline=m.get("timeline"), lag=m.get("lag"), sync=m.get("role") == "sync_standby")
-                for m in doc.get("members", [])]
     raise ClusterError(f"no member of cluster {cluster!r} answers on its Patroni REST API: {'; '.join(errors)}")
-
-
-def leader(ms: list[Member]) -> Member | None:
-    return next((m for m in ms if m.role in ("leader", "standby_leader")), None)
 
 
 def healthy(ms: list[Member], synchronous: bool) -> bool:
     """One leader, every other member streaming, and a synchronous standby when the cluster asks for one."""
     replicas = [m for m in ms if m is not leader(ms)]
     return (leader(ms) is not None and all(m.state == "streaming" for m in replicas)
-            and (not synchronous or not replicas or any(m.sync for m in replicas)))
+            and (not synchronous or not replicas or any(m.is_sync for m in replicas)))
 
 
 def wait_healthy(inv: Inventory, cluster: ClusterSpec, secrets: Secrets, timeout: float = 90) -> list[Member]:
@@ -119,7 +98,8 @@ def endpoint_hosts(inv: Inventory, cluster: str) -> list[str]:
 
 
 #: HAProxy's endpoints on every node, by what a client asks for.
-ENDPOINT_PORTS = {"rw": PORT_POOLED_RW, "ro": PORT_POOLED_RO, "direct-rw": PORT_DIRECT_RW, "direct-ro": PORT_DIRECT_RO}
+ENDPOINT_PORTS = {"rw": contract.HAPROXY_POOLED_RW, "ro": contract.HAPROXY_POOLED_RO,
+                  "direct-rw": contract.HAPROXY_DIRECT_RW, "direct-ro": contract.HAPROXY_DIRECT_RO}
 #: The libpq versions a printed DSN can be written for: 16 added ``load_balance_hosts``, which 15 rejects
 #: ("invalid connection option"); Debian 12's psql is 15, psycopg's bundled libpq is newer.
 LIBPQ_VERSIONS = (15, 16)

@@ -99,8 +99,8 @@ def status(stack: Stack, cluster: ClusterOpt = None) -> None:
     for c in [s.cluster(cluster)] if cluster else s.clusters:
         ms = cluster_mod.members(inv, c.name, sec)
         rows = [("member", "host", "role", "state", "timeline", "lag (bytes)", "synchronous")]
-        rows += [(m.name, m.host, m.role, m.state, str(m.timeline or "-"), "-" if m.lag in (None, "") else str(m.lag),
-                  "yes" if m.sync else "") for m in ms]
+        rows += [(m.name, m.host, m.role, m.state, str(m.timeline or "-"),
+                  str(m.lag) if m.lag is not None else "-" if m.is_leader else "unknown", "yes" if m.is_sync else "") for m in ms]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         print(f"{name} / {c.name}")
         for r in rows:

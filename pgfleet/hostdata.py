@@ -15,29 +15,14 @@ import functools
 import ipaddress
 from typing import Any
 
-from pgfleet import sizing
+from pgfleet import contract, sizing
 from pgfleet import spec as spec_mod
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
 from pgfleet.secrets import Secrets
+from pgfleet.server_types import DEBIAN13_EXTENSIONS
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.tls import Names
 
-#: PostgreSQL role names; passwords come from the stack's secrets.
-PG_SUPERUSER = "postgres"
-PG_REPLICATION = "replicator"
-PG_REWIND = "rewind"
-PG_MONITOR = "monitor"
-PG_POOLER_AUTH = "pgbouncer_auth"
-PATRONI_REST_USER = "patroni"
-ETCD_PATRONI_USER = "patroni"
-#: etcd key prefix Patroni works under (``namespace``), and the only one its user may touch.
-PATRONI_NAMESPACE = "/service/"
-
-TLS_DIR = "/etc/pgfleet/tls"
-#: Debian's group for reading TLS keys; postgres is in it, etcd gets it in its unit.
-TLS_GROUP = "ssl-cert"
-
-POSTGRES_PACKAGES = ["postgresql-17", "postgresql-17-pgvector", "patroni", "python3-etcd", "pgbouncer", "haproxy", "pgbackrest"]
 ETCD_PACKAGES = ["etcd-server", "etcd-client"]
 BASE_PACKAGES = ["ca-certificates", "curl", "nftables", "ssl-cert", "python3", "python3-yaml"]
 CLIENT_PACKAGES = ["postgresql-client"]
@@ -69,15 +54,28 @@ def tls_names(spec: Spec, inv: Inventory, host: InventoryHost) -> Names:
     return Names.of(dns, ips)
 
 
-def packages(host: InventoryHost) -> list[str]:
+def postgres_packages(major: int) -> list[str]:
+    """What a database node runs: PostgreSQL of the cluster's major (and pgvector for it) and the stack around it."""
+    return [contract.postgres_package(major), contract.postgres_package(major, DEBIAN13_EXTENSIONS["vector"]),
+            "patroni", "python3-etcd", "pgbouncer", "haproxy", "pgbackrest"]
+
+
+def packages(spec: Spec, host: InventoryHost) -> list[str]:
     out = list(BASE_PACKAGES)
-    if ROLE_POSTGRES in host.roles:
-        out += POSTGRES_PACKAGES
+    if ROLE_POSTGRES in host.roles and host.cluster is not None:
+        out += postgres_packages(spec.cluster(host.cluster).postgres_major)
     if ROLE_ETCD in host.roles:
         out += ETCD_PACKAGES
     if ROLE_CLIENT in host.roles:
         out += CLIENT_PACKAGES
     return out
+
+
+def ports() -> dict[str, int]:
+    """The contract's ports, as templates name them (``pgfleet_ports.patroni_rest``)."""
+    return {"postgres": contract.POSTGRES_PORT, "pgbouncer": contract.PGBOUNCER_PORT, "patroni_rest": contract.PATRONI_REST_PORT,
+            "etcd_client": contract.ETCD_CLIENT_PORT, "etcd_peer": contract.ETCD_PEER_PORT,
+            "haproxy_stats": contract.HAPROXY_STATS_PORT, "pgbackrest_tls": contract.PGBACKREST_TLS_PORT}
 
 
 def etcd_hosts(inv: Inventory) -> list[InventoryHost]:
@@ -93,19 +91,19 @@ def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
     """
     members = member_ips(inv)
     lines = [
-        f"local   all          {PG_SUPERUSER:<15} peer",
-        f"local   all          {PG_POOLER_AUTH:<15} peer map=pooler",
+        f"local   all          {contract.PG_SUPERUSER:<15} peer",
+        f"local   all          {contract.PG_POOLER_AUTH:<15} peer map=pooler",
         "local   replication  all             reject",
         "local   all          all             scram-sha-256",
         # the superuser never logs in over the network
-        f"host    all          {PG_SUPERUSER:<15} all  reject",
+        f"host    all          {contract.PG_SUPERUSER:<15} all  reject",
     ]
     for ip in members:
-        lines.append(f"hostssl replication  {PG_REPLICATION:<15} {ip}/32  scram-sha-256")
+        lines.append(f"hostssl replication  {contract.PG_REPLICATION:<15} {ip}/32  scram-sha-256")
     # Patroni reads a crashed member's timeline over a local replication
     # connection (to localhost) before deciding on pg_rewind; without this a
     # member that lost power never rejoins
-    lines.append(f"hostssl replication  {PG_REPLICATION:<15} 127.0.0.1/32  scram-sha-256")
+    lines.append(f"hostssl replication  {contract.PG_REPLICATION:<15} 127.0.0.1/32  scram-sha-256")
     lines.append("host    replication  all             all  reject")
     lines.append("hostssl all          all             127.0.0.1/32  scram-sha-256")
     for ip in members:
@@ -161,7 +159,7 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         "pgbackrest_s3_bucket": b.bucket,
         "pgbackrest_s3_region": b.region,
         "pgbackrest_repo_path": repo.repo_path(spec, cluster),
-        "pgbackrest_ca_file": f"{TLS_DIR}/ca.crt" if repo.uses_cluster_ca(spec) else "",
+        "pgbackrest_ca_file": contract.CA_FILE if repo.uses_cluster_ca(spec) else "",
         "pgbackrest_process_max": sizing.backup_process_max(cluster),
         "pgbackrest_io_timeout": sizing.BACKUP_IO_TIMEOUT,
         "pgbackrest_retention_full": b.retention_full,
@@ -171,10 +169,10 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         # a new or rebuilt member restores from the repository (sparing the primary), basebackup if that fails
         "patroni_create_replica_methods": ["pgbackrest", "basebackup"],
         "patroni_pgbackrest_command": f"/usr/bin/pgbackrest --stanza={stanza} --delta restore --type=standby",
-        "pgbackrest_server_port": repo.TLS_SERVER_PORT,
+        "pgbackrest_server_port": contract.PGBACKREST_TLS_PORT,
         "pgbackrest_client_cn": repo.CLIENT_CN,
-        "pgbackrest_client_cert": repo.CLIENT_CERT,
-        "pgbackrest_client_key": repo.CLIENT_KEY,
+        "pgbackrest_client_cert": contract.PGBACKREST_CLIENT_CERT,
+        "pgbackrest_client_key": contract.PGBACKREST_CLIENT_KEY,
     }
 
 
@@ -194,13 +192,15 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         "pgfleet_roles": list(host.roles),
         "pgfleet_cluster": host.cluster,
         "pgfleet_ip": host.private_ip,
-        "base_packages": packages(host),
+        "base_packages": packages(spec, host),
         # an apt proxy for hosts without one; the lab's hosts already use the lab's
         "base_apt_proxy": "",
         "base_network_sysctls": sizing.network_sysctls(),
         # every role reads the host's TLS files from here
-        "tls_dir": TLS_DIR,
-        "tls_group": TLS_GROUP,
+        "tls_dir": contract.TLS_DIR,
+        "tls_group": contract.TLS_GROUP,
+        # every port a template names comes from the contract
+        "pgfleet_ports": ports(),
         "tls_dns_names": list(tls_names(spec, inv, host).dns),
         "tls_ip_addresses": list(tls_names(spec, inv, host).ips),
         "firewall_admin_cidrs": list(spec.admin_cidrs),
@@ -208,7 +208,7 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         "firewall_member_ips": member_ips(inv),
         "firewall_postgres": ROLE_POSTGRES in host.roles,
         "firewall_etcd": ROLE_ETCD in host.roles,
-        "etcd_endpoints": [f"https://{h.private_ip}:2379" for h in etcd],
+        "etcd_endpoints": [f"https://{h.private_ip}:{contract.ETCD_CLIENT_PORT}" for h in etcd],
     }
     if host.cluster is not None:
         c = spec.cluster(host.cluster)
@@ -219,7 +219,7 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         et = sizing.etcd_timing(sizing.patroni_timing(spec))
         d.update({
             "etcd_name": host.name,
-            "etcd_initial_cluster": ",".join(f"{h.name}=https://{h.private_ip}:2380" for h in etcd),
+            "etcd_initial_cluster": ",".join(f"{h.name}=https://{h.private_ip}:{contract.ETCD_PEER_PORT}" for h in etcd),
             "etcd_initial_cluster_token": f"pgfleet-{spec.environment}",
             "etcd_first_member": etcd[0].name,
             "etcd_heartbeat_interval": et.heartbeat_interval,
@@ -230,14 +230,19 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         members = cluster_members(inv, host.cluster)
         fit = sizing.pool_fit(spec, c)
         d.update({
+            "patroni_postgres_major": c.postgres_major,
+            "patroni_postgres_home": contract.postgres_home(c.postgres_major),
+            "patroni_data_dir": contract.data_dir(c.postgres_major),
+            "patroni_bin_dir": contract.bin_dir(c.postgres_major),
+            "pgbackrest_pg_path": contract.data_dir(c.postgres_major),
             "patroni_scope": c.name,
             "patroni_name": host.name,
             "patroni_members": [{"name": m.name, "ip": m.private_ip} for m in members],
             "patroni_first_member": members[0].name,
-            "patroni_etcd_hosts": [f"{h.private_ip}:2379" for h in etcd],
+            "patroni_etcd_hosts": [f"{h.private_ip}:{contract.ETCD_CLIENT_PORT}" for h in etcd],
             "patroni_dynamic": dynamic_config(spec, c),
             "patroni_pg_hba": pg_hba(spec, inv),
-            "patroni_pg_ident": [f"pooler  postgres  {PG_POOLER_AUTH}"],
+            "patroni_pg_ident": [f"pooler  {contract.POSTGRES_OS_USER}  {contract.PG_POOLER_AUTH}"],
             "databases": [d_.model_dump() for d_ in c.databases],
             "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
             "pgbouncer_default_pool_size": fit.pool_size,

@@ -231,7 +231,7 @@ def node_loss_write_gap(timing: PatroniTiming, haproxy: HaproxyTiming, etcd: Etc
     dead leader to time out (:data:`PATRONI_MEMBER_PROBE_TIMEOUT`), promotes
     (~0.5–1 s measured) and HAProxy routes to it (≤ downinter). A host that
     also led etcd would add an election and a full lease renewal (etcd 3.5
-    renews every lease on a leader change); pgfleet/etcd_leader_away.py keeps
+    renews every lease on a leader change); pgfleet/node/etcd_leader_away.py keeps
     etcd's leader off the primary's node, so ``etcd`` only matters in the
     seconds right after a failover, before the new primary's node hands it away."""
     promote = 1.0
@@ -292,7 +292,7 @@ def etcd_timing(timing: PatroniTiming) -> EtcdTiming:
 
 
 #: How often (s) a node that runs both the primary and etcd's leader hands etcd's leadership away
-#: (pgfleet/etcd_leader_away.py): once per Patroni loop_wait.
+#: (pgfleet/node/etcd_leader_away.py): once per Patroni loop_wait.
 ETCD_LEADER_AWAY_INTERVAL = 2
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pgfleet import ROOT
+from pgfleet import ROOT, contract
 from pgfleet.errors import Problem, SpecError, StackNotFound
 from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SERVER_TYPES, ServerType
 
@@ -52,7 +52,8 @@ class ClusterSpec(_Model):
     name: str = Field(pattern=_NAME)
     nodes: int = 3
     server_type: str = "ccx13"
-    postgres_major: Literal[17] = 17
+    #: The PostgreSQL major (package names, paths); semantic validation names the ones Debian 13 ships.
+    postgres_major: int = contract.POSTGRES_MAJOR
     profile: Literal["oltp", "vector"] = "vector"
     synchronous: bool = False
     #: Extra postgresql.conf parameters; they win over the derived ones.
@@ -400,6 +401,10 @@ def _semantic_problems(spec: Spec) -> list[Problem]:
             p.append(Problem(f"{f}.hosts", [h.name for h in c.hosts], f"hosts are only for provider static (this stack is {spec.provider})", "remove hosts, or set provider: static"))
         if c.nodes < 1:
             p.append(Problem(f"{f}.nodes", c.nodes, "a cluster needs at least one node", "set nodes: 1 (dev) or 3 (HA)"))
+        if c.postgres_major not in contract.SUPPORTED_MAJORS:
+            supported = " or ".join(map(str, contract.SUPPORTED_MAJORS))
+            p.append(Problem(f"{f}.postgres_major", c.postgres_major, f"Debian 13 ships PostgreSQL {supported} only",
+                             f"set postgres_major: {contract.POSTGRES_MAJOR}"))
         if c.synchronous and c.nodes < 2:
             p.append(Problem(f"{f}.synchronous", True, "synchronous replication needs a standby, and this cluster has 1 node", "set synchronous: false, or nodes: 3"))
         if spec.production and c.nodes < 3:
@@ -412,7 +417,7 @@ def _semantic_problems(spec: Spec) -> list[Problem]:
                 p.append(Problem(f"{f}.databases[{j}].name", d.name, "is a PostgreSQL system database", "pick another name"))
             for k, ext in enumerate(d.extensions):
                 if ext not in DEBIAN13_EXTENSIONS:
-                    p.append(Problem(f"{f}.databases[{j}].extensions[{k}]", ext, "not shipped by Debian 13's PostgreSQL 17 packages", f"use one of {', '.join(sorted(DEBIAN13_EXTENSIONS))}"))
+                    p.append(Problem(f"{f}.databases[{j}].extensions[{k}]", ext, f"not shipped by Debian 13's PostgreSQL {c.postgres_major} packages", f"use one of {', '.join(sorted(DEBIAN13_EXTENSIONS))}"))
         # pools must fit under max_connections
         if c.nodes >= 1 and not bad_type and not any(x.field.startswith(f) for x in p):
             fit = sizing.pool_fit(spec, c)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pyinfra import host, logger
@@ -19,13 +17,12 @@ from pyinfra.api import FactBase, OperationError
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, python
 
-from pgfleet import templating
+from pgfleet import contract, templating
 
 TEMPLATES = templating.TEMPLATES
 #: Where converge steps keep the desired input and, once applied, a copy of it.
-DESIRED_DIR = "/etc/pgfleet/converge"
-APPLIED_DIR = "/var/lib/pgfleet/applied"
-HELPERS_DIR = "/usr/local/lib/pgfleet"
+DESIRED_DIR = contract.DESIRED_DIR
+APPLIED_DIR = contract.APPLIED_DIR
 
 #: The shared StrictUndefined environment, with block tags that leave no blank lines.
 _env = templating._env().overlay(trim_blocks=True, lstrip_blocks=True)
@@ -48,17 +45,6 @@ def put(name: str, dest: str, content: str, mode: str = "0644", user: str = "roo
 
 def template(name: str, template_path: str, dest: str, mode: str = "0644", user: str = "root", group: str = "root", **context: Any):
     return put(name, dest, render(template_path, **context), mode=mode, user=user, group=group)
-
-
-def helper(name: str, filename: str):
-    """Install a helper script from ``templates/helpers/`` into /usr/local/lib/pgfleet."""
-    content = (TEMPLATES / "helpers" / filename).read_text()
-    return put(f"Helper {filename}", f"{HELPERS_DIR}/{filename}", content, mode="0755")
-
-
-def module_helper(name: str, module: ModuleType, dest: str):
-    """Install a stdlib-only pgfleet module as a node script (one source for nodes and pgfleet itself)."""
-    return put(name, dest, Path(module.__file__ or "").read_text(), mode="0755")
 
 
 def sha256(text: str) -> str:

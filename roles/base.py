@@ -2,7 +2,7 @@
 
 Packages are installed with a temporary ``policy-rc.d`` so none of them
 starts a daemon with its default configuration (an etcd with a one-member
-cluster, a Debian ``17/main`` cluster) before the roles have written ours.
+cluster, a Debian ``<major>/main`` cluster) before the roles have written ours.
 Kernel settings that belong to the machine (vm.*, kernel.*, THP, I/O
 scheduler, the clock) are skipped inside a container with a visible note.
 """
@@ -36,7 +36,7 @@ def apply() -> None:
 
     if d.base_apt_proxy:  # the lab's hosts come with their apt proxy set (pgfleet/lab/hosts.py)
         put("apt proxy", "/etc/apt/apt.conf.d/01pgfleet-proxy", f'Acquire::http::Proxy "{d.base_apt_proxy}";\n')
-    # Debian's postgresql-common must never create its own 17/main cluster: Patroni owns PostgreSQL.
+    # Debian's postgresql-common must never create its own <major>/main cluster: Patroni owns PostgreSQL.
     put("No Debian-managed PostgreSQL cluster", "/etc/postgresql-common/createcluster.conf",
         render("base/createcluster.conf.j2"))
 

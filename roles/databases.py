@@ -10,19 +10,20 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from pgfleet import hostdata, scram
+from pgfleet import contract, scram
 from pgfleet.hostdata import secrets_for
-from roles._common import HELPERS_DIR, converge, render
+from roles._common import converge, render
+from roles.node import program
 
-DEFAULTS: dict[str, object] = {"databases_psql": "runuser -u postgres -- psql -X -q -At -d postgres"}
+DEFAULTS: dict[str, object] = {"databases_psql": f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -q -At -d postgres"}
 
 
 def roles_for(databases: list[dict], passwords: dict[str, str]) -> list[dict]:
     """The login roles a cluster needs, with verifiers; database owners get ``owner_<name>``'s password."""
     out = [
-        {"name": hostdata.PG_POOLER_AUTH, "options": "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", "verifier": None, "grants": []},
-        {"name": hostdata.PG_MONITOR, "options": "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION",
-         "verifier": scram.verifier(hostdata.PG_MONITOR, passwords["monitor"]), "grants": ["pg_monitor"]},
+        {"name": contract.PG_POOLER_AUTH, "options": "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", "verifier": None, "grants": []},
+        {"name": contract.PG_MONITOR, "options": "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION",
+         "verifier": scram.verifier(contract.PG_MONITOR, passwords["monitor"]), "grants": ["pg_monitor"]},
     ]
     for owner in sorted({db["owner"] for db in databases}):
         out.append({"name": owner, "options": "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION",
@@ -32,12 +33,12 @@ def roles_for(databases: list[dict], passwords: dict[str, str]) -> list[dict]:
 
 def setup_sql(d: dict, passwords: dict[str, str]) -> str:
     return render("databases/setup.sql.j2", patroni_scope=d["patroni_scope"], databases=d["databases"],
-                  roles=roles_for(d["databases"], passwords), superuser=hostdata.PG_SUPERUSER,
-                  pooler_auth=hostdata.PG_POOLER_AUTH, monitor=hostdata.PG_MONITOR)
+                  roles=roles_for(d["databases"], passwords), superuser=contract.PG_SUPERUSER,
+                  pooler_auth=contract.PG_POOLER_AUTH, monitor=contract.PG_MONITOR)
 
 
 @deploy("Databases", data_defaults=DEFAULTS)
 def apply() -> None:
     d = host.data
     sql = setup_sql(d.dict(), secrets_for(d.pgfleet_stack).passwords)
-    converge("databases.sql", sql, f"{HELPERS_DIR}/on-leader.sh {d.databases_psql} < {{desired}}")
+    converge("databases.sql", sql, f"{program('on-leader')} {d.databases_psql} < {{desired}}")

@@ -14,26 +14,30 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgfleet import etcd_leader_away, sizing
-from pgfleet.hostdata import ETCD_PATRONI_USER, PATRONI_NAMESPACE, secrets_for
-from pgfleet.inventory import ROLE_POSTGRES
-from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, module_helper, put, render
+from collections.abc import Callable
 
-LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
+from pgfleet import contract, sizing
+from pgfleet.hostdata import secrets_for
+from pgfleet.inventory import ROLE_POSTGRES
+from roles._common import HardNofile, ServiceActive, converge, data, put, render
+from roles.node import program
+
+LEADER_AWAY_UNIT = contract.LEADER_AWAY_UNIT
 
 DEFAULTS = {
     "etcd_data_dir": "/var/lib/etcd/pgfleet",
-    "etcd_service": "etcd.service",
+    "etcd_service": contract.ETCD_UNIT,
 }
 
 
 @deploy("etcd", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(node_changed: Callable[[], bool]) -> None:
+    """``node_changed``: whether the node programs changed (:func:`roles.node.apply`)."""
     d = host.data
     was_running = host.get_fact(ServiceActive, unit=d.etcd_service)
-    files.directory(name="etcd data directory", path=d.etcd_data_dir, user="etcd", group="etcd", mode="0700")
+    files.directory(name="etcd data directory", path=d.etcd_data_dir, user=contract.ETCD_OS_USER, group=contract.ETCD_OS_USER, mode="0700")
     env = put("etcd configuration", "/etc/default/etcd", render("etcd/etcd.env.j2", **data()))
-    unit = put("etcd unit settings", "/etc/systemd/system/etcd.service.d/pgfleet.conf",
+    unit = put("etcd unit settings", f"/etc/systemd/system/{d.etcd_service}.d/pgfleet.conf",
                render("etcd/override.conf.j2", nofile=sizing.service_nofile(host.get_fact(HardNofile)), tls_group=d.tls_group))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
     systemd.service(name="etcd running", service=d.etcd_service, running=True, enabled=True)
@@ -41,31 +45,33 @@ def apply() -> None:
         systemd.service(name="etcd restart (configuration changed)", service=d.etcd_service, restarted=True,
                         _if=lambda: env.did_change() or unit.did_change())
 
-    helper("etcd auth helper", "etcd-auth.py")
     s = secrets_for(d.pgfleet_stack)
-    desired = json.dumps({"root_password": s.password("etcd_root"), "user": ETCD_PATRONI_USER,
-                          "user_password": s.password("etcd_patroni"), "prefix": PATRONI_NAMESPACE}, sort_keys=True)
-    converge("etcd-auth.json", desired, f"{HELPERS_DIR}/etcd-auth.py {{desired}}", when=host.name == d.etcd_first_member)
+    desired = json.dumps({"root_password": s.password("etcd_root"), "user": contract.ETCD_PATRONI_USER,
+                          "user_password": s.password("etcd_patroni"), "prefix": contract.PATRONI_NAMESPACE}, sort_keys=True)
+    converge("etcd-auth.json", desired, f"{program('etcd-auth')} {{desired}}", when=host.name == d.etcd_first_member)
 
     if ROLE_POSTGRES in d.pgfleet_roles:
-        leader_away(s.password("etcd_root"))
+        leader_away(s.password("etcd_root"), node_changed)
+
+
+def leader_away_unit() -> str:
+    return render("etcd/leader-away.service.j2", program=program("etcd-leader-away"), config=contract.ETCD_LEADER_AWAY_CONFIG)
 
 
 def leader_away_config(d: dict, root_password: str) -> str:
     return json.dumps({
-        "etcd": f"https://{d['pgfleet_ip']}:2379", "patroni": "https://127.0.0.1:8008",
-        "ca_file": f"{d['tls_dir']}/ca.crt", "cert_file": f"{d['tls_dir']}/host.crt", "key_file": f"{d['tls_dir']}/host.key",
+        "etcd": f"https://{d['pgfleet_ip']}:{contract.ETCD_CLIENT_PORT}", "patroni": contract.local_url(contract.PATRONI_REST_PORT),
+        "ca_file": contract.CA_FILE, "cert_file": contract.HOST_CERT, "key_file": contract.HOST_KEY,
         "root_password": root_password, "interval": sizing.ETCD_LEADER_AWAY_INTERVAL,
     }, sort_keys=True, indent=1)
 
 
-def leader_away(root_password: str) -> None:
+def leader_away(root_password: str, code_changed: Callable[[], bool]) -> None:
     """On a node that is both an etcd member and a Patroni member: keep etcd's leader off the primary."""
-    code = module_helper("Helper etcd-leader-away", etcd_leader_away, f"{HELPERS_DIR}/etcd-leader-away")
-    conf = put("etcd-leader-away configuration", etcd_leader_away.CONFIG, leader_away_config(data(), root_password), mode="0600")
-    unit = put("Unit pgfleet-etcd-leader-away.service", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",
-               render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR, config=etcd_leader_away.CONFIG))
+    conf = put("etcd-leader-away configuration", contract.ETCD_LEADER_AWAY_CONFIG, leader_away_config(data(), root_password), mode="0600")
+    unit = put(f"Unit {LEADER_AWAY_UNIT}", f"/etc/systemd/system/{LEADER_AWAY_UNIT}",
+               leader_away_unit())
     systemd.daemon_reload(name="systemd: reload units (etcd-leader-away)", _if=unit.did_change)
     started = systemd.service(name="etcd-leader-away running", service=LEADER_AWAY_UNIT, running=True, enabled=True)
     systemd.service(name="etcd-leader-away restart (changed)", service=LEADER_AWAY_UNIT, restarted=True,
-                    _if=lambda: (code.did_change() or conf.did_change() or unit.did_change()) and not started.did_change())
+                    _if=lambda: (code_changed() or conf.did_change() or unit.did_change()) and not started.did_change())

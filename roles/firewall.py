@@ -15,17 +15,17 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
-from pgfleet.backup import repo
+from pgfleet import contract
 from roles._common import ServiceActive, put, render
 
 DEFAULTS = {"firewall_config": "/etc/nftables.conf"}
 
-ENDPOINT_PORTS = ["5000-5003", "6432", "5432"]
-MONITORING_PORTS = ["7000", "8008"]
-ETCD_PORTS = ["2379", "2380"]
-PATRONI_PORTS = ["8008"]
+ENDPOINT_PORTS = [f"{contract.HAPROXY_POOLED_RW}-{contract.HAPROXY_DIRECT_RO}", str(contract.PGBOUNCER_PORT), str(contract.POSTGRES_PORT)]
+MONITORING_PORTS = [str(contract.HAPROXY_STATS_PORT), str(contract.PATRONI_REST_PORT)]
+ETCD_PORTS = [str(contract.ETCD_CLIENT_PORT), str(contract.ETCD_PEER_PORT)]
+PATRONI_PORTS = [str(contract.PATRONI_REST_PORT)]
 #: pgBackRest's TLS server: the backup member reaches the other members through it.
-PGBACKREST_PORTS = [str(repo.TLS_SERVER_PORT)]
+PGBACKREST_PORTS = [str(contract.PGBACKREST_TLS_PORT)]
 
 
 def _split(cidrs: list[str]) -> tuple[list[str], list[str]]:
@@ -44,7 +44,7 @@ def ruleset(d: dict) -> str:
         {"name": "members4", "type": "ipv4_addr", "elements": list(d["firewall_member_ips"])},
     ]
     postgres, etcd = d["firewall_postgres"], d["firewall_etcd"]
-    cluster = (ENDPOINT_PORTS + PATRONI_PORTS + ["7000"] if postgres else []) + (ETCD_PORTS if etcd else [])
+    cluster = (ENDPOINT_PORTS + PATRONI_PORTS + [str(contract.HAPROXY_STATS_PORT)] if postgres else []) + (ETCD_PORTS if etcd else [])
     if postgres and d.get("pgbackrest_enabled"):
         cluster += PGBACKREST_PORTS
     return render("firewall/nftables.conf.j2", sets=sets,
@@ -56,9 +56,9 @@ def ruleset(d: dict) -> str:
 @deploy("Firewall", data_defaults=DEFAULTS)
 def apply() -> None:
     d = host.data
-    was_active = host.get_fact(ServiceActive, unit="nftables.service")
+    was_active = host.get_fact(ServiceActive, unit=contract.NFTABLES_UNIT)
     conf = put("Firewall rules", d.firewall_config, ruleset(d.dict()), mode="0644")
-    systemd.service(name="Firewall enabled", service="nftables.service", running=True, enabled=True)
+    systemd.service(name="Firewall enabled", service=contract.NFTABLES_UNIT, running=True, enabled=True)
     if was_active:
         server.shell(name="Firewall rules check and load", commands=[f"nft -c -f {d.firewall_config} && nft -f {d.firewall_config}"],
                      _if=conf.did_change)

@@ -14,23 +14,23 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
-from pgfleet import sizing
+from pgfleet import contract, sizing
 from pgfleet.hostdata import connection_limits, spec_for
 from roles._common import HardNofile, ServiceActive, data, put, render
 
 DEFAULTS = {"haproxy_config": "/etc/haproxy/haproxy.cfg"}
 
 ENDPOINTS = [
-    {"name": "pooled_rw", "port": 5000, "backend": "pgbouncer_primary", "fallback": None, "what": "read-write, PgBouncer on the primary"},
-    {"name": "pooled_ro", "port": 5001, "backend": "pgbouncer_replicas", "fallback": "pgbouncer_primary", "what": "read-only, PgBouncer on the replicas"},
-    {"name": "direct_rw", "port": 5002, "backend": "postgres_primary", "fallback": None, "what": "read-write, PostgreSQL on the primary (session features)"},
-    {"name": "direct_ro", "port": 5003, "backend": "postgres_replicas", "fallback": "postgres_primary", "what": "read-only, PostgreSQL on the replicas"},
+    {"name": "pooled_rw", "port": contract.HAPROXY_POOLED_RW, "backend": "pgbouncer_primary", "fallback": None, "what": "read-write, PgBouncer on the primary"},
+    {"name": "pooled_ro", "port": contract.HAPROXY_POOLED_RO, "backend": "pgbouncer_replicas", "fallback": "pgbouncer_primary", "what": "read-only, PgBouncer on the replicas"},
+    {"name": "direct_rw", "port": contract.HAPROXY_DIRECT_RW, "backend": "postgres_primary", "fallback": None, "what": "read-write, PostgreSQL on the primary (session features)"},
+    {"name": "direct_ro", "port": contract.HAPROXY_DIRECT_RO, "backend": "postgres_replicas", "fallback": "postgres_primary", "what": "read-only, PostgreSQL on the replicas"},
 ]
 BACKENDS = [
-    {"name": "pgbouncer_primary", "port": 6432, "check": "/primary", "balance": None},
-    {"name": "pgbouncer_replicas", "port": 6432, "check": "/replica", "balance": "roundrobin"},
-    {"name": "postgres_primary", "port": 5432, "check": "/primary", "balance": None},
-    {"name": "postgres_replicas", "port": 5432, "check": "/replica", "balance": "roundrobin"},
+    {"name": "pgbouncer_primary", "port": contract.PGBOUNCER_PORT, "check": "/primary", "balance": None},
+    {"name": "pgbouncer_replicas", "port": contract.PGBOUNCER_PORT, "check": "/replica", "balance": "roundrobin"},
+    {"name": "postgres_primary", "port": contract.POSTGRES_PORT, "check": "/primary", "balance": None},
+    {"name": "postgres_replicas", "port": contract.POSTGRES_PORT, "check": "/replica", "balance": "roundrobin"},
 ]
 
 
@@ -44,13 +44,13 @@ def config(d: dict, nofile: int) -> str:
 def apply() -> None:
     d = host.data
     nofile = sizing.service_nofile(host.get_fact(HardNofile))
-    was_running = host.get_fact(ServiceActive, unit="haproxy.service")
+    was_running = host.get_fact(ServiceActive, unit=contract.HAPROXY_UNIT)
     cfg = put("HAProxy configuration", d.haproxy_config, config(data(), nofile))
     server.shell(name="HAProxy configuration check", commands=[f"haproxy -c -q -f {d.haproxy_config}"], _if=cfg.did_change)
-    unit = put("HAProxy unit settings", "/etc/systemd/system/haproxy.service.d/pgfleet.conf", render("haproxy/override.conf.j2", nofile=nofile))
+    unit = put("HAProxy unit settings", f"/etc/systemd/system/{contract.HAPROXY_UNIT}.d/pgfleet.conf", render("haproxy/override.conf.j2", nofile=nofile))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
-    systemd.service(name="HAProxy running", service="haproxy.service", running=True, enabled=True)
+    systemd.service(name="HAProxy running", service=contract.HAPROXY_UNIT, running=True, enabled=True)
     if was_running:
-        systemd.service(name="HAProxy restart (unit changed)", service="haproxy.service", restarted=True, _if=unit.did_change)
-        systemd.service(name="HAProxy reload (configuration changed)", service="haproxy.service", reloaded=True,
+        systemd.service(name="HAProxy restart (unit changed)", service=contract.HAPROXY_UNIT, restarted=True, _if=unit.did_change)
+        systemd.service(name="HAProxy reload (configuration changed)", service=contract.HAPROXY_UNIT, reloaded=True,
                         _if=lambda: cfg.did_change() and not unit.did_change())

@@ -1,4 +1,4 @@
-"""PostgreSQL 17 under Patroni 4: the only thing that starts, stops or configures PostgreSQL.
+"""PostgreSQL under Patroni 4: the only thing that starts, stops or configures PostgreSQL.
 
 Host settings (addresses, TLS files, pg_hba, credentials) live in
 /etc/patroni/patroni.yml and apply with a reload. Cluster-wide settings
@@ -15,15 +15,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
-from pgfleet import hostdata, sizing
+from pgfleet import contract, sizing
 from pgfleet.hostdata import secrets_for
 from pgfleet.secrets import Secrets
-from roles._common import HELPERS_DIR, HardNofile, ServiceActive, converge, data, helper, in_container, note, put, render
+from roles._common import HardNofile, ServiceActive, converge, data, in_container, note, put, render
+from roles.node import program
 
 DEFAULTS = {
-    "patroni_data_dir": "/var/lib/postgresql/17/data",
-    "patroni_bin_dir": "/usr/lib/postgresql/17/bin",
-    "patroni_namespace": hostdata.PATRONI_NAMESPACE,
+    "patroni_namespace": contract.PATRONI_NAMESPACE,
+    "patroni_config": contract.PATRONI_CONFIG,
     "patroni_start_timeout": 240,
 }
 
@@ -33,45 +33,48 @@ def config(d: dict, s: Secrets, container: bool) -> str:
     return render(
         "patroni/patroni.yml.j2", **d,
         patroni_watchdog="off" if container else "automatic",
-        rest_user=hostdata.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
-        etcd_user=hostdata.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
-        superuser=hostdata.PG_SUPERUSER, superuser_password=s.password("superuser"),
-        replication_user=hostdata.PG_REPLICATION, replication_password=s.password("replication"),
-        rewind_user=hostdata.PG_REWIND, rewind_password=s.password("rewind"),
+        rest_user=contract.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
+        etcd_user=contract.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
+        superuser=contract.PG_SUPERUSER, superuser_password=s.password("superuser"),
+        replication_user=contract.PG_REPLICATION, replication_password=s.password("replication"),
+        rewind_user=contract.PG_REWIND, rewind_password=s.password("rewind"),
     )
+
+
+def unit_file(d: dict, hard_nofile: int) -> str:
+    """patroni.service for a host (``d``: its host data with these defaults)."""
+    return render("patroni/patroni.service.j2", patroni_scope=d["patroni_scope"], tls_group=d["tls_group"],
+                  patroni_config=d["patroni_config"], etcd_local="etcd" in d["pgfleet_roles"],
+                  nofile=sizing.service_nofile(hard_nofile))
 
 
 @deploy("Patroni", data_defaults=DEFAULTS)
 def apply() -> None:
     d = host.data
     s = secrets_for(d.pgfleet_stack)
-    was_running = host.get_fact(ServiceActive, unit="patroni.service")
+    was_running = host.get_fact(ServiceActive, unit=contract.PATRONI_UNIT)
     container = in_container()
     if container:
         note(f"inside a {container} container there is no /dev/watchdog: Patroni's watchdog is off")
 
-    files.directory(name="PostgreSQL home", path="/var/lib/postgresql/17", user="postgres", group="postgres", mode="0755")
-    files.directory(name="PostgreSQL data directory", path=d.patroni_data_dir, user="postgres", group="postgres", mode="0700")
-    files.directory(name="Patroni configuration directory", path="/etc/patroni", user="root", group="postgres", mode="0750")
-    conf = put("Patroni configuration", "/etc/patroni/patroni.yml", config(data(), s, bool(container)), mode="0640", group="postgres")
-    unit = put("Patroni unit", "/etc/systemd/system/patroni.service", render(
-        "patroni/patroni.service.j2", patroni_scope=d.patroni_scope, tls_group=d.tls_group,
-        etcd_local="etcd" in d.pgfleet_roles, nofile=sizing.service_nofile(host.get_fact(HardNofile))))
+    pg = contract.POSTGRES_OS_USER
+    files.directory(name="PostgreSQL home", path=d.patroni_postgres_home, user=pg, group=pg, mode="0755")
+    files.directory(name="PostgreSQL data directory", path=d.patroni_data_dir, user=pg, group=pg, mode="0700")
+    files.directory(name="Patroni configuration directory", path=contract.PATRONI_CONFIG_DIR, user="root", group=pg, mode="0750")
+    conf = put("Patroni configuration", d.patroni_config, config(data(), s, bool(container)), mode="0640", group=pg)
+    unit = put("Patroni unit", f"/etc/systemd/system/{contract.PATRONI_UNIT}", unit_file(data(), host.get_fact(HardNofile)))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
-    helper("wait helper", "wait-member.sh")
-    helper("leader helper", "on-leader.sh")
-    helper("Patroni configuration helper", "patroni-config.py")
 
     if not was_running:
         # before the first start only: on a running member the validator finds its own ports in use
         server.shell(name="Patroni configuration check", _if=conf.did_change,
-                     commands=["runuser -u postgres -- patroni --validate-config /etc/patroni/patroni.yml"])
-    systemd.service(name="Patroni running", service="patroni.service", running=True, enabled=True)
+                     commands=[f"runuser -u {pg} -- patroni --validate-config {d.patroni_config}"])
+    systemd.service(name="Patroni running", service=contract.PATRONI_UNIT, running=True, enabled=True)
     if was_running:
-        systemd.service(name="Patroni reload (host configuration changed)", service="patroni.service", reloaded=True,
+        systemd.service(name="Patroni reload (host configuration changed)", service=contract.PATRONI_UNIT, reloaded=True,
                         _if=lambda: conf.did_change() or bool(host.data.get("tls_reissued")))
-    server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{HELPERS_DIR}/wait-member.sh {d.patroni_start_timeout}"],
+    server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{program('wait-member')} {d.patroni_start_timeout}"],
                  _if=lambda: not was_running or conf.did_change())
 
     converge("patroni-dynamic.json", json.dumps(d.patroni_dynamic, sort_keys=True, indent=1),
-             f"{HELPERS_DIR}/patroni-config.py {{desired}}", when=host.name == d.patroni_first_member)
+             f"{program('patroni-config')} {{desired}}", when=host.name == d.patroni_first_member)

@@ -9,7 +9,7 @@ repository ready for it: the stanza is created once, on the leader, and
 ``pgbackrest check`` proves a WAL segment reaches the repository.
 
 Backups run from systemd timers present on every member; the unit goes
-through the backup-member guard (:mod:`pgfleet.backup.member`), so exactly
+through the backup-member guard (:mod:`pgfleet.node.backup_member`), so exactly
 one node backs up: a streaming standby, which reads the data files locally
 and reaches the primary through pgBackRest's TLS server (pgbackrest.service,
 port 8432, open to members only, accepting only the members' client
@@ -25,23 +25,20 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgfleet import tls
-from pgfleet.backup import member, repo
+from pgfleet import contract, tls
+from pgfleet.backup import repo
 from pgfleet.hostdata import secrets_for
 from roles import tls as tls_role
-from roles._common import HELPERS_DIR, converge, data, module_helper, put, render
-from roles.patroni import DEFAULTS as PATRONI_DEFAULTS
+from roles._common import converge, data, put, render
+from roles.node import program
 
 DEFAULTS = {
     "pgbackrest_enabled": False,
-    "pgbackrest_spool": repo.SPOOL,
-    "pgbackrest_config": repo.CONFIG,
-    "pgbackrest_pg_path": PATRONI_DEFAULTS["patroni_data_dir"],
+    "pgbackrest_spool": contract.PGBACKREST_SPOOL,
+    "pgbackrest_config": contract.PGBACKREST_CONFIG,
 }
 
 SCHEDULED = ("full", "diff")
-#: The guard in front of the scheduled backups, installed from :mod:`pgfleet.backup.member` itself.
-MEMBER_HELPER = f"{HELPERS_DIR}/backup-member"
 
 
 def client_key_name(host_name: str) -> str:
@@ -57,7 +54,7 @@ def units(d: dict) -> dict[str, str]:
     """``pgbackrest-<kind>.service`` / ``.timer`` contents for the scheduled kinds."""
     out = {}
     for kind in SCHEDULED:
-        ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "helpers_dir": HELPERS_DIR}
+        ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "backup_member": program("backup-member")}
         out[f"pgbackrest-{kind}.service"] = render("pgbackrest/backup.service.j2", **ctx)
         out[f"pgbackrest-{kind}.timer"] = render("pgbackrest/backup.timer.j2", **ctx)
     return out
@@ -75,33 +72,33 @@ def apply() -> None:
     if not d.pgbackrest_enabled:
         return
     s = secrets_for(d.pgfleet_stack)
-    files.directory(name="pgBackRest configuration directory", path="/etc/pgbackrest", user="root", group="postgres", mode="0750")
+    pg = contract.POSTGRES_OS_USER
+    files.directory(name="pgBackRest configuration directory", path=contract.PGBACKREST_CONFIG_DIR, user="root", group=pg, mode="0750")
     for path in ("/var/log/pgbackrest", d.pgbackrest_spool):
-        files.directory(name=f"pgBackRest {path}", path=path, user="postgres", group="postgres", mode="0750")
+        files.directory(name=f"pgBackRest {path}", path=path, user=pg, group=pg, mode="0750")
     conf = put("pgBackRest configuration", d.pgbackrest_config,
                config(data(), s.password("s3_access_key"), s.password("s3_secret_key"), s.password("backup_cipher")),
-               mode="0640", group="postgres")
+               mode="0640", group=pg)
 
     # the client identity the other members' TLS servers accept (CN-authorised, hence not the host certificate)
     key_name = client_key_name(host.name)
     put("pgBackRest client key", d.pgbackrest_client_key, tls.key_pem(tls.host_key(s.ca_key_pem, key_name)),
-        mode="0640", group="postgres")
+        mode="0640", group=pg)
     tls_role.certificate("pgBackRest client certificate", d.pgbackrest_client_cert, key_name, tls.Names((), ()),
                          common_name=d.pgbackrest_client_cn)
     # Debian's pgbackrest.service runs `pgbackrest server` as postgres; it reads its TLS settings at start
-    started = systemd.service(name="pgBackRest TLS server running", service="pgbackrest.service", running=True, enabled=True)
+    started = systemd.service(name="pgBackRest TLS server running", service=contract.PGBACKREST_UNIT, running=True, enabled=True)
     reissued = bool(getattr(d, "tls_reissued", False))
     systemd.service(name="pgBackRest TLS server restart (configuration or host certificate changed)",
-                    service="pgbackrest.service", restarted=True,
+                    service=contract.PGBACKREST_UNIT, restarted=True,
                     _if=lambda: (conf.did_change() or reissued) and not started.did_change())
 
     stanza = d.pgbackrest_stanza
-    pgbr = f"runuser -u postgres -- pgbackrest --stanza={stanza}"
+    pgbr = f"runuser -u {pg} -- pgbackrest --stanza={stanza}"
     # on every member: the leader creates the stanza, the others record that the leader did
     converge("pgbackrest-stanza.json", stanza_identity(data()),
-             f"{HELPERS_DIR}/on-leader.sh sh -c '{pgbr} stanza-create && {pgbr} check'")
+             f"{program('on-leader')} sh -c '{pgbr} stanza-create && {pgbr} check'")
 
-    module_helper("Helper backup-member", member, MEMBER_HELPER)
     changed = []
     for name, text in units(data()).items():
         changed.append(put(f"Unit {name}", f"/etc/systemd/system/{name}", text))

@@ -1,4 +1,4 @@
-"""PgBouncer on 6432: transaction pooling in front of the local PostgreSQL.
+"""PgBouncer (port :data:`~pgfleet.contract.PGBOUNCER_PORT`): transaction pooling in front of the local PostgreSQL.
 
 Passwords are looked up with ``auth_query`` through a low-privilege user that
 authenticates by peer over the Unix socket, so no password file exists; the
@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from pgfleet import hostdata, scram, sizing
+from pgfleet import contract, scram, sizing
 from pgfleet.hostdata import connection_limits, secrets_for
 from roles._common import HardNofile, ServiceActive, data, put, render
 
@@ -22,12 +22,12 @@ DEFAULTS: dict[str, object] = {}
 
 def ini(d: dict, max_client_conn: int) -> str:
     return render("pgbouncer/pgbouncer.ini.j2", **d, max_client_conn=max_client_conn,
-                  pooler_auth=hostdata.PG_POOLER_AUTH, monitor=hostdata.PG_MONITOR)
+                  pooler_auth=contract.PG_POOLER_AUTH, monitor=contract.PG_MONITOR)
 
 
 def userlist(monitor_password: str) -> str:
     """The stats console's one user, as a SCRAM verifier (PgBouncer verifies SCRAM against it)."""
-    return f'"{hostdata.PG_MONITOR}" "{scram.verifier(hostdata.PG_MONITOR, monitor_password)}"\n'
+    return f'"{contract.PG_MONITOR}" "{scram.verifier(contract.PG_MONITOR, monitor_password)}"\n'
 
 
 @deploy("PgBouncer", data_defaults=DEFAULTS)
@@ -35,17 +35,17 @@ def apply() -> None:
     d = host.data
     nofile = sizing.service_nofile(host.get_fact(HardNofile))
     lim = connection_limits(d.pgfleet_stack, d.pgfleet_cluster, nofile)
-    was_running = host.get_fact(ServiceActive, unit="pgbouncer.service")
+    was_running = host.get_fact(ServiceActive, unit=contract.PGBOUNCER_UNIT)
     monitor_pw = secrets_for(d.pgfleet_stack).password("monitor")
     users = put("PgBouncer stats user (SCRAM verifier)", "/etc/pgbouncer/userlist.txt",
-                userlist(monitor_pw), mode="0640", group="postgres")
+                userlist(monitor_pw), mode="0640", group=contract.POSTGRES_OS_USER)
     conf = put("PgBouncer configuration", "/etc/pgbouncer/pgbouncer.ini", ini(data(), lim["pgbouncer_max_client_conn"]),
-               mode="0640", group="postgres")
-    unit = put("PgBouncer unit settings", "/etc/systemd/system/pgbouncer.service.d/pgfleet.conf",
+               mode="0640", group=contract.POSTGRES_OS_USER)
+    unit = put("PgBouncer unit settings", f"/etc/systemd/system/{contract.PGBOUNCER_UNIT}.d/pgfleet.conf",
                render("pgbouncer/override.conf.j2", nofile=min(nofile, lim["pgbouncer_nofile"]), tls_group=d.tls_group))
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
-    systemd.service(name="PgBouncer running", service="pgbouncer.service", running=True, enabled=True)
+    systemd.service(name="PgBouncer running", service=contract.PGBOUNCER_UNIT, running=True, enabled=True)
     if was_running:
-        systemd.service(name="PgBouncer restart (unit changed)", service="pgbouncer.service", restarted=True, _if=unit.did_change)
-        systemd.service(name="PgBouncer reload (configuration changed)", service="pgbouncer.service", reloaded=True,
+        systemd.service(name="PgBouncer restart (unit changed)", service=contract.PGBOUNCER_UNIT, restarted=True, _if=unit.did_change)
+        systemd.service(name="PgBouncer reload (configuration changed)", service=contract.PGBOUNCER_UNIT, reloaded=True,
                         _if=lambda: (conf.did_change() or users.did_change() or bool(host.data.get("tls_reissued"))) and not unit.did_change())

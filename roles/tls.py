@@ -14,13 +14,13 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
-from pgfleet import hostdata, tls
+from pgfleet import contract, tls
 from pgfleet.hostdata import secrets_for
 from roles._common import note, put
 
 DEFAULTS = {
-    "tls_dir": hostdata.TLS_DIR,
-    "tls_group": hostdata.TLS_GROUP,
+    "tls_dir": contract.TLS_DIR,
+    "tls_group": contract.TLS_GROUP,
     "tls_dns_names": [],
     "tls_ip_addresses": [],
 }

@@ -34,19 +34,17 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from deploy_fixtures import fixed_secrets, host_datas
-from pgfleet import etcd_leader_away, sizing
+from pgfleet import sizing
 from pgfleet import tls as tls_mod
-from pgfleet.backup import member
 from pgfleet.hostdata import connection_limits
 from pgfleet.inventory import ROLE_ETCD, ROLE_POSTGRES
 from pgfleet.secrets import Secrets
 from pulumi_harness import Run, issued_id, run_program
-from roles import databases, etcd, firewall, haproxy, patroni, pgbackrest, pgbouncer
-from roles._common import HELPERS_DIR, TEMPLATES, render
+from roles import databases, etcd, firewall, haproxy, node, patroni, pgbackrest, pgbouncer
+from roles._common import render
 
 STACKS = ("dev", "staging", "prod", "lab")
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -60,16 +58,6 @@ REGENERATE = "PGFLEET_UPDATE_GOLDEN=1 pytest tests/test_golden.py"
 
 def _digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def _helper(filename: str) -> str:
-    """A helper copied from templates/helpers as is: its digest (the content is code, not configuration)."""
-    return _digest((TEMPLATES / "helpers" / filename).read_text())
-
-
-def _module(module: ModuleType) -> str:
-    """A pgfleet module installed as a node script: its digest."""
-    return _digest(Path(module.__file__ or "").read_text())
 
 
 def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None) -> dict[str, str]:
@@ -94,24 +82,26 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
     out["roles.firewall.ruleset"] = firewall.ruleset(d)
     out["pgfleet.tls.host_key"] = tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, name))
 
+    # node programs: the package's modules by digest (code, not configuration), launchers and contract file in full
+    if ROLE_ETCD in roles or ROLE_POSTGRES in roles:
+        for filename, text in node.package_files().items():
+            out[f"node {filename}"] = _digest(text)
+        for program in node.node.PROGRAMS:
+            out[f"roles.node.launcher {program}"] = node.launcher(program)
+        out["roles.node.node_config"] = node.node_config()
+
     if ROLE_ETCD in roles:
         out["etcd/etcd.env.j2"] = render("etcd/etcd.env.j2", **d)
         out["etcd/override.conf.j2"] = render("etcd/override.conf.j2", nofile=nofile, tls_group=d["tls_group"])
-        out["helpers/etcd-auth.py"] = _helper("etcd-auth.py")
         if ROLE_POSTGRES in roles:
-            out["module pgfleet.etcd_leader_away"] = _module(etcd_leader_away)
             out["roles.etcd.leader_away_config"] = etcd.leader_away_config(d, sec.password("etcd_root"))
-            out["etcd/leader-away.service.j2"] = render("etcd/leader-away.service.j2", helpers_dir=HELPERS_DIR,
-                                                        config=etcd_leader_away.CONFIG)
+            out["etcd/leader-away.service.j2"] = etcd.leader_away_unit()
     if ROLE_POSTGRES not in roles:
         return out
 
     # patroni, databases
     out["roles.patroni.config"] = patroni.config(d, sec, bool(container))
-    out["patroni/patroni.service.j2"] = render("patroni/patroni.service.j2", patroni_scope=d["patroni_scope"], tls_group=d["tls_group"],
-                                               etcd_local=ROLE_ETCD in roles, nofile=nofile)
-    for helper in ("wait-member.sh", "on-leader.sh", "patroni-config.py"):
-        out[f"helpers/{helper}"] = _helper(helper)
+    out["patroni/patroni.service.j2"] = patroni.unit_file(d, HARD_NOFILE)
     out["roles.databases.setup_sql"] = databases.setup_sql(d, sec.passwords)
     # pgbackrest
     if d["pgbackrest_enabled"]:
@@ -119,7 +109,6 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
                                                            sec.password("backup_cipher"))
         out["pgfleet.tls.host_key pgbackrest client"] = tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, pgbackrest.client_key_name(name)))
         out["roles.pgbackrest.stanza_identity"] = pgbackrest.stanza_identity(d)
-        out["module pgfleet.backup.member"] = _module(member)
         for unit, text in pgbackrest.units(d).items():
             out[f"roles.pgbackrest.units {unit}"] = text
     # pgbouncer, haproxy

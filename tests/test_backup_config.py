@@ -7,9 +7,9 @@ import configparser
 import pytest
 
 from deploy_fixtures import host_datas
-from pgfleet import hostdata, spec
+from pgfleet import contract, hostdata, spec
 from pgfleet.backup import repo
-from roles import patroni, pgbackrest
+from roles import pgbackrest
 
 BACKUP_STACKS = [s for s in ("lab", "dev", "staging", "prod") if spec.load(s).backups.enabled]
 
@@ -40,7 +40,7 @@ def test_pgbackrest_conf_per_stack(stack: str) -> None:
         assert int(g["process-max"]) == max(1, c.server.cores // 2)
         # the lab's store has a cluster-CA certificate; cloud object storage a public one
         assert ("repo1-storage-ca-file" in g) == (s.provider == "lab")
-        assert ini[c.name]["pg1-path"] == patroni.DEFAULTS["patroni_data_dir"]
+        assert ini[c.name]["pg1-path"] == d["patroni_data_dir"]
 
 
 @pytest.mark.parametrize("stack", BACKUP_STACKS)
@@ -59,14 +59,14 @@ def test_backups_reach_the_other_members_through_their_tls_servers(stack: str) -
         assert b["backup-standby"] == "prefer"
         assert sorted(b[f"pg{i}-host"] for i in range(2, len(others) + 2)) == sorted(m.private_ip for m in others)
         for i in range(2, len(others) + 2):
-            assert b[f"pg{i}-host-type"] == "tls" and b[f"pg{i}-host-port"] == str(repo.TLS_SERVER_PORT)
-            assert b[f"pg{i}-host-cert-file"] == repo.CLIENT_CERT and b[f"pg{i}-host-key-file"] == repo.CLIENT_KEY
-            assert b[f"pg{i}-host-ca-file"] == f"{hostdata.TLS_DIR}/ca.crt"
+            assert b[f"pg{i}-host-type"] == "tls" and b[f"pg{i}-host-port"] == str(contract.PGBACKREST_TLS_PORT)
+            assert b[f"pg{i}-host-cert-file"] == contract.PGBACKREST_CLIENT_CERT and b[f"pg{i}-host-key-file"] == contract.PGBACKREST_CLIENT_KEY
+            assert b[f"pg{i}-host-ca-file"] == f"{contract.TLS_DIR}/ca.crt"
         srv = ini["global:server"]
-        assert srv["tls-server-address"] == h.private_ip and srv["tls-server-port"] == str(repo.TLS_SERVER_PORT)
+        assert srv["tls-server-address"] == h.private_ip and srv["tls-server-port"] == str(contract.PGBACKREST_TLS_PORT)
         # only the members' client certificate, and only for this cluster's stanza
         assert srv["tls-server-auth"] == f"{repo.CLIENT_CN}={c.name}"
-        assert srv["tls-server-cert-file"] == f"{hostdata.TLS_DIR}/host.crt"
+        assert srv["tls-server-cert-file"] == f"{contract.TLS_DIR}/host.crt"
 
 
 def test_pgbackrest_tls_server_port_open_to_members_only() -> None:
@@ -74,7 +74,7 @@ def test_pgbackrest_tls_server_port_open_to_members_only() -> None:
 
     s, inv, hd = host_datas("prod")
     rules = firewall.ruleset(hd[inv.by_role("postgres")[0].name])
-    port = str(repo.TLS_SERVER_PORT)
+    port = str(contract.PGBACKREST_TLS_PORT)
     for line in rules.splitlines():
         if port in line:
             assert "@members4" in line, line

@@ -1,4 +1,4 @@
-"""Unit tests: handing etcd's leadership away from the primary's node (pgfleet/etcd_leader_away.py)."""
+"""Unit tests: handing etcd's leadership away from the primary's node (pgfleet/node/etcd_leader_away.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from deploy_fixtures import host_datas
-from pgfleet import etcd_leader_away as away
+from pgfleet.node import etcd_leader_away as away
 from roles import etcd
 
 MEMBERS = [{"ID": "300", "name": "c"}, {"ID": "100", "name": "a"}, {"ID": "200", "name": "b"},

@@ -118,6 +118,13 @@ def test_bad_input_names_field_and_fix(case) -> None:
     assert all(p.fix for p in problems)
 
 
+@pytest.mark.parametrize("major", [16, 18])
+def test_a_major_debian_13_does_not_ship_is_pgfleets_own_problem(major: int) -> None:
+    problems = [p for p in _problems(_cluster(_prod(), postgres_major=major)) if p.field == "pgfleet:clusters[0].postgres_major"]
+    assert [(p.value, f"{p.message}; {p.fix}") for p in problems] == [
+        (major, "Debian 13 ships PostgreSQL 17 only; set postgres_major: 17")]
+
+
 def test_every_problem_is_reported_at_once() -> None:
     cfg = _prod()
     _cluster(cfg, server_type="cx22")

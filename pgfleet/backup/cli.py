@@ -35,11 +35,13 @@ from typing import Annotated
 import typer
 
 from pgfleet import cluster as cluster_mod
+from pgfleet import contract
 from pgfleet import inventory as inv_mod
 from pgfleet import remote
 from pgfleet import spec as spec_mod
 from pgfleet import secrets as secrets_mod
-from pgfleet.backup import bucket, catalog, member, repo
+from pgfleet.backup import bucket, catalog, repo
+from pgfleet.node import backup_member as member
 from pgfleet.deploy_cli import ClusterOpt, Stack
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.hostdata import cluster_members
@@ -49,13 +51,11 @@ from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.spec import load as load_spec
 
 
-DATA_DIR = "/var/lib/postgresql/17/data"
-BIN_DIR = "/usr/lib/postgresql/17/bin"
-PATRONI_CONFIG = "/etc/patroni/patroni.yml"
 #: Start Patroni, once more after a short pause if systemd could not spawn it: right after a stop
 #: that happens on container hosts (the lab: "Job for patroni.service failed because of unavailable
 #: resources"); a second failure is reported with its output.
-START_PATRONI = "systemctl start patroni || { sleep 3; systemctl reset-failed patroni; systemctl start patroni; }"
+START_PATRONI = (f"systemctl start {contract.PATRONI_UNIT} || {{ sleep 3; systemctl reset-failed {contract.PATRONI_UNIT}; "
+                 f"systemctl start {contract.PATRONI_UNIT}; }}")
 #: Grace on top of the longest gap between scheduled backups before the newest one counts as too old.
 BACKUP_AGE_GRACE = dt.timedelta(hours=2)
 #: WAL segments waiting for the archiver beyond which archiving counts as stuck.
@@ -77,6 +77,14 @@ class Ctx:
     @property
     def stanza(self) -> str:
         return self.cluster.name
+
+    @property
+    def data_dir(self) -> str:
+        return contract.data_dir(self.cluster.postgres_major)
+
+    @property
+    def bin_dir(self) -> str:
+        return contract.bin_dir(self.cluster.postgres_major)
 
     @property
     def hosts(self) -> list[InventoryHost]:
@@ -118,7 +126,7 @@ def pgbackrest(ctx: Ctx, h: InventoryHost, *args: str, step: str, timeout: float
 
 
 def psql(ctx: Ctx, h: InventoryHost, sql: str, *, check: bool = True) -> str:
-    argv = ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    argv = ["runuser", "-u", contract.POSTGRES_OS_USER, "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]
     return run(ctx, h, argv, f"query {sql!r}", timeout=60, check=check).stdout.strip()
 
 
@@ -134,11 +142,10 @@ def backup_member(ctx: Ctx) -> tuple[InventoryHost, bool]:
     """The member that takes backups now (the scheduled units' rule) and whether it is a standby."""
     ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
     try:
-        name = member.choose([{"name": m.name, "role": m.role, "state": m.state, "lag": m.lag} for m in ms])
+        name = member.choose(ms)
     except member.NoLeader as e:
         raise ClusterError(f"cluster {ctx.cluster.name!r}: {e}") from None
-    role = next(m.role for m in ms if m.name == name)
-    return ctx.host(name), role in member.REPLICA_ROLES
+    return ctx.host(name), next(m for m in ms if m.name == name).is_replica
 
 
 def claim_buckets(stack: str, spec: Spec, inv: Inventory, sec: Secrets) -> list[str]:
@@ -269,10 +276,10 @@ def restore(stack: Stack,
     say(f"restoring {ctx.stack} / {ctx.cluster.name} to {moment} on {first.name} (restorable: {w})")
     order = [h for h in ctx.hosts if h.name != first.name] + [first]
     for h in order:
-        run(ctx, h, "systemctl stop patroni", "stopping Patroni", timeout=300)
+        run(ctx, h, f"systemctl stop {contract.PATRONI_UNIT}", "stopping Patroni", timeout=300)
         say(f"{h.name}: Patroni and PostgreSQL stopped")
     run(ctx, first, f"printf '%s\\nYes I am aware\\n' {shlex.quote(ctx.cluster.name)} | "
-        f"patronictl -c {PATRONI_CONFIG} remove {shlex.quote(ctx.cluster.name)}", "removing the cluster's state from etcd")
+        f"patronictl -c {contract.PATRONI_CONFIG} remove {shlex.quote(ctx.cluster.name)}", "removing the cluster's state from etcd")
     say(f"cluster state removed from etcd (patronictl remove {ctx.cluster.name})")
     pgbackrest(ctx, first, *restore_args(target), "restore", step="pgbackrest restore")
     say(f"{first.name}: restored from the repository, recovering")
@@ -286,7 +293,7 @@ def restore(stack: Stack,
     pgbackrest(ctx, first, "--type=full", "--backup-standby=n", "backup", step="full backup of the new timeline")
     say(f"{first.name}: full backup of the new timeline taken (replicas are rebuilt from it)")
     for h in order[:-1]:
-        run(ctx, h, f"find {DATA_DIR} -mindepth 1 -delete && {START_PATRONI}", "wiping and starting the replica")
+        run(ctx, h, f"find {ctx.data_dir} -mindepth 1 -delete && {START_PATRONI}", "wiping and starting the replica")
         say(f"{h.name}: data wiped, Patroni re-creates it from the backup repository")
     cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=900)
     say(f"done: {ctx.cluster.name} restored to {moment}; all {len(ctx.hosts)} members streaming; DSN unchanged")
@@ -311,11 +318,11 @@ def _say(started: float):
 
 def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> None:
     """Let PostgreSQL replay to the target and promote, outside Patroni; then stop it and drop the recovery settings."""
-    pg_ctl = f"runuser -u postgres -- {BIN_DIR}/pg_ctl -D {DATA_DIR}"
+    pg_ctl = f"runuser -u {contract.POSTGRES_OS_USER} -- {ctx.bin_dir}/pg_ctl -D {ctx.data_dir}"
     log = "/var/log/postgresql/pgfleet-restore.log"
     # not checked: pg_ctl gives up waiting after 60 s while a long replay goes on; the loop below tells
     # a recovering server (keep waiting) from one that exited (fail with its log)
-    run(ctx, h, f"install -o postgres -g postgres -m 0640 /dev/null {log} && {pg_ctl} -l {log} -w -t 60 start",
+    run(ctx, h, f"install -o {contract.POSTGRES_OS_USER} -g {contract.POSTGRES_OS_USER} -m 0640 /dev/null {log} && {pg_ctl} -l {log} -w -t 60 start",
         "starting PostgreSQL for recovery", timeout=120, check=False)
     deadline = time.monotonic() + timeout
     while True:
@@ -330,7 +337,7 @@ def recover_and_promote(ctx: Ctx, h: InventoryHost, timeout: float = 3600) -> No
     run(ctx, h, f"{pg_ctl} -m fast -w -t 300 stop", "stopping the recovered PostgreSQL", timeout=330)
     # pgBackRest wrote the recovery target into postgresql.auto.conf: it must not outlive this restore
     run(ctx, h, f"sed -i -e '/^# Recovery settings generated by pgBackRest/d' -e '/^restore_command/d' "
-        f"-e '/^recovery_target/d' {DATA_DIR}/postgresql.auto.conf", "removing the recovery settings")
+        f"-e '/^recovery_target/d' {ctx.data_dir}/postgresql.auto.conf", "removing the recovery settings")
 
 
 def start_as_leader(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | None:
@@ -347,7 +354,7 @@ def start_as_leader(ctx: Ctx, h: InventoryHost, timeout: float = 300) -> int | N
             if psql(ctx, h, "SELECT pg_is_in_recovery()", check=False) == "f":
                 return cluster_mod.leader(cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)).timeline
         time.sleep(1)
-    log = run(ctx, h, "journalctl -u patroni -n 40 --no-pager", "reading Patroni's log", check=False).stdout
+    log = run(ctx, h, f"journalctl -u {contract.PATRONI_UNIT} -n 40 --no-pager", "reading Patroni's log", check=False).stdout
     raise BackupError(f"{h.name}: Patroni did not take the restored data as leader within {timeout:.0f} s:\n{log}")
 
 
@@ -389,7 +396,7 @@ def problems(ctx: Ctx) -> tuple[list[str], list[str]]:
                    f"{_t(dt.datetime.fromtimestamp(la, dt.timezone.utc)) if la else 'never'} (see runbooks/archiving-stuck.md)")
     else:
         ok.append(f"WAL archiving flows on {h.name}: {st['archived']} archived, last {st['last_wal']}")
-    ready = run(ctx, h, f"find {DATA_DIR}/pg_wal/archive_status -name '*.ready' | wc -l", "counting WAL waiting to be archived").stdout
+    ready = run(ctx, h, f"find {ctx.data_dir}/pg_wal/archive_status -name '*.ready' | wc -l", "counting WAL waiting to be archived").stdout
     backlog = int(ready.strip() or 0)
     (bad if backlog > ARCHIVE_BACKLOG_MAX else ok).append(f"{backlog} WAL segment(s) waiting to be archived on {h.name}")
     s3_host, s3_port = repo.endpoint(ctx.spec)

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgfleet import contract
 from pgfleet.backup.bucket import BucketTarget
 from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
 
-#: pgBackRest's configuration on every database node (0640 root:postgres: it holds the keys).
-CONFIG = "/etc/pgbackrest/pgbackrest.conf"
-SPOOL = "/var/spool/pgbackrest"
-#: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
-TLS_SERVER_PORT = 8432
 #: The CommonName of the members' pgBackRest client certificate, the one identity the TLS servers accept.
 CLIENT_CN = "pgfleet-pgbackrest"
-CLIENT_CERT = "/etc/pgbackrest/client.crt"
-CLIENT_KEY = "/etc/pgbackrest/client.key"
 #: Backup kinds and their systemd units (timers for full and diff; incr on demand).
 TYPES = ("full", "diff", "incr")
 
@@ -50,5 +44,5 @@ def bucket_target(spec: Spec, cluster: ClusterSpec, secrets: Secrets, ca_file: P
 
 
 def pgbackrest(stanza: str, *args: str) -> list[str]:
-    """A pgBackRest command line as the postgres user (keys come from CONFIG, never from here)."""
-    return ["runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={stanza}", *args]
+    """A pgBackRest command line as the postgres user (keys come from its configuration, never from here)."""
+    return ["runuser", "-u", contract.POSTGRES_OS_USER, "--", "pgbackrest", f"--stanza={stanza}", *args]

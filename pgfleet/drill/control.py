@@ -12,18 +12,16 @@ piece instead of pretending.
 
 from __future__ import annotations
 
-import base64
-import json
 import shlex
 import subprocess
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgfleet import remote
+from pgfleet import contract, remote
+from pgfleet.node import patroni
+from pgfleet.node.patroni import Member
 from pgfleet.drill import hetzner
 from pgfleet.errors import ClusterError, PgfleetError
 
@@ -32,8 +30,8 @@ if TYPE_CHECKING:
     from pgfleet.secrets import Secrets
     from pgfleet.spec import ClusterSpec, Spec
 
-PATRONI_PORT = 8008
-POSTGRES_PORT = 5432
+PATRONI_PORT = contract.PATRONI_REST_PORT
+POSTGRES_PORT = contract.POSTGRES_PORT
 
 
 class DrillNotWired(PgfleetError):
@@ -44,34 +42,12 @@ class DrillNotWired(PgfleetError):
 
 
 @dataclass(frozen=True)
-class Member:
-    """One member as Patroni's ``GET /cluster`` reports it."""
-
-    name: str
-    role: str  # leader | replica | sync_standby | quorum_standby | standby_leader
-    state: str  # running | streaming | starting | stopped | in archive recovery | …
-    host: str
-    port: int
-    timeline: int | None
-    #: replication lag in bytes; None when Patroni says "unknown" or it is the leader
-    lag: int | None
-
-    @property
-    def is_leader(self) -> bool:
-        return self.role in ("leader", "master", "standby_leader")
-
-    @property
-    def is_sync(self) -> bool:
-        return self.role in ("sync_standby", "quorum_standby")
-
-
-@dataclass(frozen=True)
 class ClusterState:
     members: tuple[Member, ...]
 
     @property
     def leaders(self) -> list[Member]:
-        return [m for m in self.members if m.is_leader]
+        return patroni.leaders(self.members)
 
     @property
     def leader(self) -> Member | None:
@@ -92,16 +68,7 @@ class ClusterState:
 
 def parse_patroni_cluster(doc: dict[str, Any]) -> ClusterState:
     """Patroni's ``GET /cluster`` document → :class:`ClusterState`."""
-    members = []
-    for m in doc.get("members", []):
-        lag = m.get("lag")
-        members.append(Member(
-            name=str(m["name"]), role=str(m.get("role", "")), state=str(m.get("state", "")),
-            host=str(m.get("host", "")), port=int(m.get("port", POSTGRES_PORT)),
-            timeline=int(m["timeline"]) if isinstance(m.get("timeline"), int) else None,
-            lag=lag if isinstance(lag, int) else None,
-        ))
-    return ClusterState(tuple(members))
+    return ClusterState(tuple(patroni.members(doc)))
 
 
 def majority_view(views: Sequence[ClusterState], members: int) -> ClusterState:
@@ -204,8 +171,8 @@ class ClusterControl(ABC):
 
     # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
 
-    patroni_unit = "patroni"
-    etcd_unit = "etcd"
+    patroni_unit = contract.unit_name(contract.PATRONI_UNIT)
+    etcd_unit = contract.unit_name(contract.ETCD_UNIT)
 
     def kill_postgres(self, member: str) -> None:
         """SIGKILL the postmaster; Patroni stays and decides what happens next."""
@@ -255,7 +222,7 @@ class PatroniControl(ClusterControl):
 
     Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
     units ``patroni.service`` and ``etcd.service``, REST user
-    :data:`~pgfleet.hostdata.PATRONI_REST_USER`. The superuser never logs in
+    :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
     over the network (pg_hba rejects it), so direct probes and the set check
     connect as the database owner, verify-full, with the stack's passfile.
     """
@@ -273,10 +240,143 @@ class PatroniControl(ClusterControl):
         self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
         self.expected_members = len(self.hosts)
         self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
-        self._rest_auth = "Basic " + base64.b64encode(
-            f"{hostdata.PATRONI_REST_USER}:{secrets.password('patroni_rest')}".encode()).decode()
         self._database = cluster.databases[0]
-        self._ssl = cluster_mod.rest_context(secrets)
+        self._ca_file = cluster_mod.ca_file(stack, secrets)
+        self._passfile = cluster_mod.passfile(stack, spec, secrets)
+        self._rw_dsn: str | None = None
+
+    @classmethod
+    def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
+        """Build from the stack's spec, inventory and secrets."""
+        from pgfleet import inventory as inv_mod
+        from pgfleet import secrets as secrets_mod
+        from pgfleet import spec as spec_mod
+
+        spec = spec_mod.load(stack)
+        name = spec_mod.stack_name(stack)
+        c = spec.cluster(cluster) if cluster else spec.clusters[0]
+        return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
+
+    # ---- Patroni REST
+
+    def _api(self, member: str, auth: bool = False, timeout: float = 3.0) -> patroni.Client:
+        from pgfleet import cluster as cluster_mod
+
+        return cluster_mod.rest_client(self.hosts[member], self._secrets, auth=auth, timeout=timeout)
+
+    def state(self) -> ClusterState:
+        """Members, roles, timelines as Patroni reports them (any reachable member)."""
+
+    @abstractmethod
+    def rw_dsn(self) -> str:
+        """The application's read-write endpoint (HAProxy → PgBouncer → primary)."""
+
+    @abstractmethod
+    def direct_dsn(self, member: str) -> str:
+        """PostgreSQL on one member, no pooler, no HAProxy: for set checks and probes."""
+
+    def entry_address(self, member: str) -> str:
+        """The address clients dial to enter through ``member`` (what ``conn.info.hostaddr`` reports)."""
+        raise DrillNotWired(f"this cluster control cannot tell which address enters through {member}")
+
+    @abstractmethod
+    def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
+        """Run a command as root on a member; returns stdout, raises on failure."""
+
+    @abstractmethod
+    def switchover(self, leader: str, candidate: str | None) -> None:
+        """Planned switchover through Patroni's authenticated REST API."""
+
+    @abstractmethod
+    def power_off(self, member: str) -> None: ...
+
+    @abstractmethod
+    def power_on(self, member: str) -> None: ...
+
+    @abstractmethod
+    def partition(self, member: str) -> None:
+        """Cut the member off the network while it keeps running."""
+
+    @abstractmethod
+    def heal(self, member: str) -> None: ...
+
+    @abstractmethod
+    def sql_isolated(self, member: str, sql: str) -> str:
+        """Run SQL on a member that the network cannot reach (partitioned):
+        through the provider's own channel, as the postgres OS user."""
+
+    # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
+
+    patroni_unit = contract.unit_name(contract.PATRONI_UNIT)
+    etcd_unit = contract.unit_name(contract.ETCD_UNIT)
+
+    def kill_postgres(self, member: str) -> None:
+        """SIGKILL the postmaster; Patroni stays and decides what happens next."""
+        self.run(member, ["sh", "-c", _KILL_POSTMASTER])
+
+    def kill_patroni(self, member: str) -> None:
+        """SIGKILL Patroni's main process only; PostgreSQL keeps running under it."""
+        self.run(member, ["systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", self.patroni_unit])
+
+    def start_patroni(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.patroni_unit])
+
+    def kill_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "kill", "--signal=SIGKILL", self.etcd_unit])
+
+    def start_etcd(self, member: str) -> None:
+        self.run(member, ["systemctl", "start", self.etcd_unit])
+
+    def etcd_members(self) -> list[str]:
+        """Members that run an etcd member (co-located placement)."""
+        return []
+
+    def health(self) -> list[str]:
+        try:
+            return health_problems(self.state(), self.expected_members, self.synchronous)
+        except PgfleetError as e:
+            return [str(e)]
+
+
+#: The postmaster is the ``postgres`` process whose parent is not ``postgres``.
+_KILL_POSTMASTER = (
+    'found=; for p in $(ps -C postgres -o pid=); do '
+    'pp=$(ps -o ppid= -p "$p" | tr -d " "); '
+    '[ "$(cat /proc/$pp/comm 2>/dev/null)" = postgres ] || { kill -KILL "$p"; found=$p; }; done; '
+    '[ -n "$found" ] || { echo "no postmaster running" >&2; exit 1; }'
+)
+
+
+# --------------------------------------------------------------------------- Patroni + inventory
+
+
+class PatroniControl(ClusterControl):
+    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
+    deploy's REST user) for state and switchover, the application DSN from
+    :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
+    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
+
+    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
+    units ``patroni.service`` and ``etcd.service``, REST user
+    :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
+    over the network (pg_hba rejects it), so direct probes and the set check
+    connect as the database owner, verify-full, with the stack's passfile.
+    """
+
+    def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
+        from pgfleet import cluster as cluster_mod
+        from pgfleet import hostdata
+
+        self.stack = stack
+        self.cluster = cluster.name
+        self.synchronous = cluster.synchronous
+        self.provider = spec.provider
+        self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
+        members = hostdata.cluster_members(inv, cluster.name)
+        self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
+        self.expected_members = len(self.hosts)
+        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
+        self._database = cluster.databases[0]
         self._ca_file = cluster_mod.ca_file(stack, secrets)
         self._passfile = cluster_mod.passfile(stack, spec, secrets)
         self._rw_dsn: str | None = None
@@ -314,42 +414,36 @@ class PatroniControl(ClusterControl):
         still call itself leader — so one member's answer is not enough."""
         errors: list[str] = []
         views: list[ClusterState] = []
-        for name, host in self.hosts.items():
+        for name in self.hosts:
             try:
-                status, body = self._rest(host, "/cluster")
-            except (OSError, urllib.error.URLError) as e:
+                views.append(ClusterState(tuple(self._api(name).cluster())))
+            except (OSError, ValueError) as e:
                 errors.append(f"{name}: {e}")
-                continue
-            if status == 200:
-                views.append(parse_patroni_cluster(json.loads(body)))
-            else:
-                errors.append(f"{name}: HTTP {status}")
+            except patroni.PatroniError as e:
+                errors.append(f"{name}: HTTP {e.status}")
         if not views:
             raise ClusterError(f"no Patroni REST API answered on port {PATRONI_PORT}: {'; '.join(errors)}")
         return majority_view(views, len(self.hosts))
 
     def switchover(self, leader: str, candidate: str | None) -> None:
-        body: dict[str, Any] = {"leader": leader}
-        if candidate:
-            body["candidate"] = candidate
-        status, text = self._rest(self.hosts[leader], "/switchover", body, timeout=60.0)
-        if status != 200:
-            raise ClusterError(f"switchover {leader} → {candidate or 'any'} refused: HTTP {status} {text.decode(errors='replace').strip()}")
+        try:
+            self._api(leader, auth=True).switchover(leader, candidate, timeout=60.0)
+        except patroni.PatroniError as e:
+            raise ClusterError(f"switchover {leader} → {candidate or 'any'} refused: HTTP {e.status} {e.text}") from None
 
     def patch_config(self, changes: dict[str, Any]) -> None:
         """Change Patroni's cluster-wide (DCS) settings, as ``patronictl edit-config`` does.
 
         For drills that break a setting on purpose; the next deploy converges it back."""
         errors = []
-        for name, host in self.hosts.items():
+        for name in self.hosts:
             try:
-                status, text = self._rest(host, "/config", changes, timeout=10.0, method="PATCH")
-            except (OSError, urllib.error.URLError) as e:
-                errors.append(f"{name}: {e}")
-                continue
-            if status == 200:
+                self._api(name, auth=True, timeout=10.0).patch_config(changes)
                 return
-            errors.append(f"{name}: HTTP {status} {text.decode(errors='replace').strip()}")
+            except OSError as e:
+                errors.append(f"{name}: {e}")
+            except patroni.PatroniError as e:
+                errors.append(f"{name}: HTTP {e.status} {e.text}")
         raise ClusterError(f"PATCH /config {changes} refused: {'; '.join(errors)}")
 
     # ---- endpoints
@@ -441,7 +535,7 @@ class PatroniControl(ClusterControl):
         """SQL on a partitioned member as postgres over its socket: the lab's console, or SSH on the public address."""
         from pgfleet import lab
 
-        psql = (f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
+        psql = (f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
                 f"-c {shlex.quote(sql)}")
         if self.provider != "lab":
             return self.run(member, ["sh", "-c", psql])

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pgfleet import contract
 from pgfleet.errors import PgfleetError
 from pgfleet.inventory import HostPlan, plan
 from pgfleet.spec import Spec
@@ -22,14 +23,15 @@ IMAGE = "debian-13"
 #: Hetzner refuses more servers than this in one ``spread`` placement group.
 SPREAD_GROUP_LIMIT = 10
 
-SSH_PORT = 22
+SSH_PORT = contract.SSH_PORT
 #: HAProxy's client endpoints (rw/ro pooled, rw/ro direct): the only ports clients reach.
-CLIENT_PORTS = (5000, 5003)
+CLIENT_PORTS = (contract.HAPROXY_POOLED_RW, contract.HAPROXY_DIRECT_RO)
 #: PostgreSQL, PgBouncer, Patroni REST, etcd client/peer, HAProxy stats. These
 #: stay on the private network, which Hetzner firewalls do not filter; the
 #: public firewall never names them, so they are closed to the internet.
-CLUSTER_PORTS = (5432, 6432, 8008, 2379, 2380, 7000)
-PATRONI_PORT = 8008
+CLUSTER_PORTS = (contract.POSTGRES_PORT, contract.PGBOUNCER_PORT, contract.PATRONI_REST_PORT, contract.ETCD_CLIENT_PORT,
+                 contract.ETCD_PEER_PORT, contract.HAPROXY_STATS_PORT)
+PATRONI_PORT = contract.PATRONI_REST_PORT
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class LbService:
 
 
 #: Read-write goes to the node Patroni calls primary, read-only to replicas.
-LB_SERVICES = (LbService(5000, "/primary"), LbService(5001, "/replica"))
+LB_SERVICES = (LbService(contract.HAPROXY_POOLED_RW, "/primary"), LbService(contract.HAPROXY_POOLED_RO, "/replica"))
 #: Seconds. Hetzner's minimum interval is 3 s; two misses take a node out, two
 #: passes put the new primary in: a few seconds after Patroni promotes it.
 LB_CHECK_INTERVAL = 3

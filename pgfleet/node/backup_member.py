@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Which member takes the cluster's backups: a healthy standby, the leader only when none is.
 
 One rule for the scheduled units and ``pgfleet backup``. pgBackRest copies
@@ -10,9 +9,8 @@ synchronous standby's commits), then the one with the least lag, then by
 name, so every member computes the same answer from Patroni's view. Without a
 streaming replica the leader backs up itself.
 
-Stdlib only: the deploy installs this file on every database node as
-``/usr/local/lib/pgfleet/backup-member``, the guard in front of the scheduled
-backup units::
+On every database node the launcher ``backup-member`` is the guard in front
+of the scheduled backup units::
 
     backup-member MEMBER COMMAND [ARGS...]   # run COMMAND if MEMBER (this node's Patroni name) is the backup member
     backup-member --which                    # print the backup member's name
@@ -20,54 +18,38 @@ backup units::
 
 from __future__ import annotations
 
-import json
 import os
-import ssl
 import sys
-import urllib.request
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
-CA_FILE = "/etc/pgfleet/tls/ca.crt"
-CLUSTER_URL = "https://127.0.0.1:8008/cluster"
-LEADER_ROLES = ("leader", "standby_leader")
-REPLICA_ROLES = ("replica", "sync_standby", "quorum_standby")
+from . import patroni
+from .config import NodeConfig
+from .patroni import Member
 
 
 class NoLeader(Exception):
     """The cluster has no leader: no member can take a consistent backup."""
 
 
-def _lag(m: Mapping[str, Any]) -> int:
-    lag = m.get("lag", 0)
-    return lag if isinstance(lag, int) else 2**62
-
-
-def choose(members: Iterable[Mapping[str, Any]]) -> str:
-    """The backup member's name from Patroni's ``/cluster`` members (dicts with name, role, state, lag)."""
+def choose(members: Iterable[Member]) -> str:
+    """The backup member's name from Patroni's members."""
     ms = list(members)
-    if not any(m.get("role") in LEADER_ROLES and m.get("state") == "running" for m in ms):
-        raise NoLeader(f"the cluster has no running leader: {[(m.get('name'), m.get('role'), m.get('state')) for m in ms]}")
-    standbys = [m for m in ms if m.get("role") in REPLICA_ROLES and m.get("state") == "streaming"]
+    if not any(m.is_leader and m.state == "running" for m in ms):
+        raise NoLeader(f"the cluster has no running leader: {[(m.name, m.role, m.state) for m in ms]}")
+    standbys = [m for m in ms if m.is_replica and m.state == "streaming"]
     if standbys:
-        best = min(standbys, key=lambda m: (m.get("role") != "replica", _lag(m), m["name"]))
-        return str(best["name"])
-    return str(next(m["name"] for m in ms if m.get("role") in LEADER_ROLES))
+        # lag unknown sorts last
+        return min(standbys, key=lambda m: (m.is_sync, 2**62 if m.lag is None else m.lag, m.name)).name
+    return next(m.name for m in ms if m.is_leader)
 
 
-def cluster_members(url: str = CLUSTER_URL, ca_file: str = CA_FILE) -> list[dict[str, Any]]:
-    ctx = ssl.create_default_context(cafile=ca_file)
-    with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
-        return list(json.load(r).get("members", []))
-
-
-def main(argv: list[str]) -> int:
+def main(argv: list[str], cfg: NodeConfig) -> int:
     if argv[:1] != ["--which"] and len(argv) < 2:
         print("usage: backup-member MEMBER COMMAND [ARGS...] | --which", file=sys.stderr)
         return 2
     try:
-        ms = cluster_members()
-    except OSError as e:
+        ms = patroni.Client(cfg.patroni_url, ca_file=cfg.ca_file, timeout=5).cluster()
+    except (OSError, patroni.PatroniError) as e:
         print(f"backup-member: Patroni REST API on this host does not answer: {e}", file=sys.stderr)
         return 1
     try:
@@ -85,7 +67,3 @@ def main(argv: list[str]) -> int:
     print(f"{me} is the backup member: running {' '.join(argv)}", flush=True)
     os.execvp(argv[0], argv)
     return 1  # not reached
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

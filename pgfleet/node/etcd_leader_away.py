@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Keep etcd's raft leader off the PostgreSQL primary's node.
 
 Losing the node that runs both the primary and etcd's leader costs twice:
@@ -11,9 +10,8 @@ leadership to another member whenever this node is both removes that case;
 losing a replica's node (etcd leader or not) never delays a failover.
 
 Runs as root on every node that is an etcd member *and* a Patroni member
-(``pgfleet-etcd-leader-away.service``), stdlib only; the deploy installs this
-file as ``/usr/local/lib/pgfleet/etcd-leader-away`` with a 0600 JSON config
-(etcd's root password: moving leadership is an admin call). Every
+(``pgfleet-etcd-leader-away.service``, launcher ``etcd-leader-away``) with a
+0600 JSON config (etcd's root password: moving leadership is an admin call). Every
 ``interval`` seconds: ask the local Patroni whether it is the primary and the
 local etcd member whether it leads; if both, transfer leadership to another
 started member. Failures are logged and retried; they never touch PostgreSQL.
@@ -22,15 +20,13 @@ started member. Failures are logged and retried; they never touch PostgreSQL.
 from __future__ import annotations
 
 import json
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-CONFIG = "/etc/pgfleet/etcd-leader-away.json"
+from . import etcd, patroni
+from .config import NodeConfig
 
 
 def targets(status: Mapping[str, Any], members: list[Mapping[str, Any]]) -> list[str]:
@@ -55,21 +51,17 @@ class Client:
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.cfg = cfg
-        self.ctx = ssl.create_default_context(cafile=cfg["ca_file"])
-        self.ctx.load_cert_chain(cfg["cert_file"], cfg["key_file"])
+        self.etcd = etcd.Gateway(cfg["etcd"], cfg["ca_file"], cfg["cert_file"], cfg["key_file"], timeout=5)
+        self.patroni = patroni.Client(cfg["patroni"], ca_file=cfg["ca_file"], cert=(cfg["cert_file"], cfg["key_file"]), timeout=3)
 
     def _post(self, path: str, body: Mapping[str, Any], token: str | None = None) -> dict[str, Any]:
-        req = urllib.request.Request(self.cfg["etcd"] + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **({"Authorization": token} if token else {})})
-        with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
-            return dict(json.load(r))
+        answer = self.etcd(path, body, token)
+        if etcd.error(answer):
+            raise OSError(f"etcd {path}: {etcd.error(answer)}")
+        return answer
 
     def is_primary(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.cfg["patroni"] + "/primary", context=self.ctx, timeout=3) as r:
-                return r.status == 200
-        except urllib.error.HTTPError:
-            return False
+        return self.patroni.status("/primary") == 200
 
     def status(self) -> dict[str, Any]:
         return self._post("/v3/maintenance/status", {})
@@ -78,7 +70,7 @@ class Client:
         return list(self._post("/v3/cluster/member/list", {}).get("members", []))
 
     def move_leader(self, to: str) -> None:
-        token = self._post("/v3/auth/authenticate", {"name": "root", "password": self.cfg["root_password"]})["token"]
+        token = etcd.authenticate(self.etcd, self.cfg["root_password"])
         self._post("/v3/maintenance/transfer-leadership", {"targetID": to}, token=token)
 
 
@@ -98,9 +90,12 @@ def once(c: Client) -> str | None:
     return None
 
 
-def main(argv: list[str]) -> int:
-    path = argv[0] if argv else CONFIG
-    with open(path) as f:
+def main(argv: list[str], node: NodeConfig | None = None) -> int:
+    """``etcd-leader-away CONFIG.json``: its own 0600 file (etcd's root password; the local member's address)."""
+    if len(argv) != 1:
+        print("usage: etcd-leader-away CONFIG.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
         cfg = json.load(f)
     c = Client(cfg)
     print(f"etcd-leader-away: watching {cfg['etcd']} and {cfg['patroni']} every {cfg['interval']} s", flush=True)
@@ -113,6 +108,3 @@ def main(argv: list[str]) -> int:
             print(f"etcd-leader-away: check failed, retrying: {e}", file=sys.stderr, flush=True)
         time.sleep(cfg["interval"])
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

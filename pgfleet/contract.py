@@ -1,0 +1,113 @@
+"""The cluster contract: the facts every part of pgfleet must agree on about a running cluster.
+
+Ports, paths, OS users, PostgreSQL role names, systemd units, Patroni's etcd
+namespace and the PostgreSQL major with what derives from it. Each fact is
+defined here once; the deploy passes them to templates as host data and to
+node programs in :data:`NODE_CONFIG`, so nothing else writes them as literals.
+(What Patroni's roles mean lives with its API: :mod:`pgfleet.node.patroni`.)
+"""
+
+from __future__ import annotations
+
+# ---- PostgreSQL major
+
+#: The majors the target OS ships: Debian 13 has PostgreSQL 17 only.
+SUPPORTED_MAJORS = (17,)
+POSTGRES_MAJOR = 17
+
+
+def postgres_home(major: int) -> str:
+    return f"/var/lib/postgresql/{major}"
+
+
+def data_dir(major: int) -> str:
+    return f"{postgres_home(major)}/data"
+
+
+def bin_dir(major: int) -> str:
+    return f"/usr/lib/postgresql/{major}/bin"
+
+
+def postgres_package(major: int, extension_package: str = "") -> str:
+    """Debian's package name: ``postgresql-17``, or an extension's ``postgresql-17-pgvector``."""
+    return f"postgresql-{major}" + (f"-{extension_package}" if extension_package else "")
+
+
+# ---- ports
+
+POSTGRES_PORT = 5432
+PGBOUNCER_PORT = 6432
+#: HAProxy's endpoints: pooled read-write / read-only, direct read-write / read-only.
+HAPROXY_POOLED_RW, HAPROXY_POOLED_RO, HAPROXY_DIRECT_RW, HAPROXY_DIRECT_RO = 5000, 5001, 5002, 5003
+HAPROXY_STATS_PORT = 7000
+PATRONI_REST_PORT = 8008
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+#: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
+PGBACKREST_TLS_PORT = 8432
+SSH_PORT = 22
+
+# ---- paths
+
+TLS_DIR = "/etc/pgfleet/tls"
+CA_FILE = f"{TLS_DIR}/ca.crt"
+HOST_CERT = f"{TLS_DIR}/host.crt"
+HOST_KEY = f"{TLS_DIR}/host.key"
+PATRONI_CONFIG_DIR = "/etc/patroni"
+PATRONI_CONFIG = f"{PATRONI_CONFIG_DIR}/patroni.yml"
+POSTGRES_SOCKET_DIR = "/var/run/postgresql"
+PGBACKREST_CONFIG_DIR = "/etc/pgbackrest"
+#: pgBackRest's configuration on every database node (0640 root:postgres: it holds the keys).
+PGBACKREST_CONFIG = f"{PGBACKREST_CONFIG_DIR}/pgbackrest.conf"
+PGBACKREST_SPOOL = "/var/spool/pgbackrest"
+PGBACKREST_CLIENT_CERT = f"{PGBACKREST_CONFIG_DIR}/client.crt"
+PGBACKREST_CLIENT_KEY = f"{PGBACKREST_CONFIG_DIR}/client.key"
+#: pgfleet's programs on a node: launchers here, the package in :data:`NODE_PACKAGE_DIR`.
+HELPERS_DIR = "/usr/local/lib/pgfleet"
+NODE_PACKAGE = "pgfleet_node"
+NODE_PACKAGE_DIR = f"{HELPERS_DIR}/{NODE_PACKAGE}"
+#: The node programs' contract values (0644, no secrets).
+NODE_CONFIG = "/etc/pgfleet/node.json"
+ETCD_LEADER_AWAY_CONFIG = "/etc/pgfleet/etcd-leader-away.json"
+#: Where converge steps keep the desired input and, once applied, a copy of it.
+DESIRED_DIR = "/etc/pgfleet/converge"
+APPLIED_DIR = "/var/lib/pgfleet/applied"
+
+# ---- OS users and groups
+
+POSTGRES_OS_USER = "postgres"
+ETCD_OS_USER = "etcd"
+#: Debian's group for reading TLS keys; postgres is in it, etcd gets it in its unit.
+TLS_GROUP = "ssl-cert"
+
+# ---- PostgreSQL roles (passwords come from the stack's secrets), REST and etcd users
+
+PG_SUPERUSER = "postgres"
+PG_REPLICATION = "replicator"
+PG_REWIND = "rewind"
+PG_MONITOR = "monitor"
+PG_POOLER_AUTH = "pgbouncer_auth"
+PATRONI_REST_USER = "patroni"
+ETCD_PATRONI_USER = "patroni"
+#: etcd key prefix Patroni works under (``namespace``), and the only one its user may touch.
+PATRONI_NAMESPACE = "/service/"
+
+# ---- systemd units
+
+PATRONI_UNIT = "patroni.service"
+ETCD_UNIT = "etcd.service"
+PGBOUNCER_UNIT = "pgbouncer.service"
+HAPROXY_UNIT = "haproxy.service"
+PGBACKREST_UNIT = "pgbackrest.service"
+NFTABLES_UNIT = "nftables.service"
+LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
+
+
+def unit_name(unit: str) -> str:
+    """``patroni`` for ``patroni.service`` (what ``journalctl -u`` and ``systemctl kill`` take)."""
+    return unit.removesuffix(".service")
+
+
+def local_url(port: int) -> str:
+    """A service on this node over TLS (the host certificate has 127.0.0.1 in its SANs)."""
+    return f"https://127.0.0.1:{port}"

@@ -1,0 +1,163 @@
+"""Unit tests of the node programs (pgfleet/node/), without any host, and of their import contract."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy_fixtures import fixed_secrets, host_datas
+from pgfleet.node import etcd_auth, on_leader, patroni, patroni_config, wait_member
+from pgfleet.node.patroni import Member
+from roles import patroni as patroni_role
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def member(name: str, role: str, state: str = "streaming", **kw: Any) -> Member:
+    return Member(name=name, role=role, state=state, **kw)
+
+
+# ---- one rule set
+
+
+def test_leader_and_synchronous_roles_are_one_rule() -> None:
+    assert all(member("a", r).is_leader for r in ("leader", "standby_leader", "master"))
+    assert all(member("a", r).is_sync and member("a", r).is_replica for r in ("sync_standby", "quorum_standby"))
+    assert not member("a", "replica").is_sync and member("a", "replica").is_replica
+    doc = {"members": [{"name": "b", "role": "replica", "state": "streaming", "lag": "unknown"},
+                       {"name": "a", "role": "leader", "state": "running", "timeline": 4, "pending_restart": True}]}
+    ms = patroni.members(doc)
+    assert patroni.leader(ms) == ms[1] and ms[1].pending_restart and ms[1].timeline == 4 and ms[0].lag is None
+
+
+def test_rest_credentials_are_read_from_the_patroni_yml_the_deploy_renders() -> None:
+    s, _, hd = host_datas("lab")
+    sec = fixed_secrets(s)
+    text = patroni_role.config(hd["lab-main-1"], sec, container=True)
+    assert patroni.rest_credentials(text) == ("patroni", sec.password("patroni_rest"))
+
+
+# ---- patroni-config: what to patch, restart order
+
+
+def test_patch_holds_differences_and_removes_parameters_no_longer_wanted() -> None:
+    have = {"ttl": 30, "postgresql": {"parameters": {"max_connections": "100", "work_mem": "4MB", "old": "1"}}}
+    want = {"ttl": 30, "postgresql": {"parameters": {"max_connections": 200, "work_mem": "4MB"}}}
+    assert patroni_config.patch_for(want, have) == {"postgresql": {"parameters": {"max_connections": 200, "old": None}}}
+    assert patroni_config.patch_for(have, have) == {}
+
+
+@pytest.mark.parametrize(("changed", "old", "primary_first"), [
+    ({"max_connections": 200}, {"max_connections": "100"}, False),  # values grow: replicas first
+    ({"shared_buffers": "1GB"}, {"shared_buffers": "2GB"}, True),  # a value shrinks: primary first
+    ({"max_connections": 200, "shared_buffers": "1GB"}, {"max_connections": "100", "shared_buffers": "2GB"}, True),
+    ({"max_locks_per_transaction": None}, {"max_locks_per_transaction": "128"}, True),  # removed: back to the default
+])
+def test_restart_order_replicas_first_when_values_grow(changed: dict, old: dict, primary_first: bool) -> None:
+    assert patroni_config.primary_first(sorted(changed), changed, old) is primary_first
+    pending = [member("n1", "sync_standby"), member("n2", "leader", "running"), member("n3", "replica")]
+    order = [m.name for m in patroni_config.restart_order(pending, primary_first)]
+    assert order == (["n2", "n1", "n3"] if primary_first else ["n1", "n3", "n2"])
+
+
+# ---- on-leader, wait-member
+
+
+def test_on_leader_runs_on_the_primary_and_names_the_leader_elsewhere() -> None:
+    ms = [member("n1", "leader", "running"), member("n2", "replica")]
+    assert on_leader.decide(True, []) == ("run", "")
+    assert on_leader.decide(False, ms) == ("skip", "skipped here: n1 is the leader and applies it")
+    assert on_leader.decide(False, [member("n2", "replica")])[0] == "fail"
+
+
+def test_wait_member_needs_a_running_member_and_a_leader_and_gives_up_on_a_crashing_patroni() -> None:
+    ms = [member("n1", "standby_leader", "running")]
+    assert wait_member.decide(True, ms, 0, 0) == "done"
+    assert wait_member.decide(True, [member("n2", "replica")], 0, 0) == "wait"
+    assert wait_member.decide(False, ms, 2, 0) == "wait"
+    assert wait_member.decide(False, [], 5, 2) == "failing"
+
+
+# ---- etcd-auth: the request sequence
+
+
+class FakeEtcd:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.calls: list[tuple[str, dict[str, Any], str | None]] = []
+
+    def __call__(self, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
+        self.calls.append((path, body, token))
+        if path == "/v3/auth/status":
+            return {"enabled": self.enabled}
+        if path == "/v3/auth/authenticate":
+            return {"token": "T"}
+        if path.endswith("/add") and self.enabled:
+            return {"error": "etcdserver: user name already exists"}
+        return {}
+
+
+WANT = {"root_password": "R", "user": "patroni", "user_password": "P", "prefix": "/service/"}
+
+
+def test_etcd_auth_first_run_creates_users_then_enables() -> None:
+    fake = FakeEtcd(enabled=False)
+    assert etcd_auth.converge(fake, WANT) == "etcd authentication enabled; users: root, patroni"
+    assert [c[0] for c in fake.calls] == ["/v3/auth/status", "/v3/auth/role/add", "/v3/auth/user/add", "/v3/auth/user/grant",
+                                          "/v3/auth/role/add", "/v3/auth/role/grant", "/v3/auth/user/add",
+                                          "/v3/auth/user/changepw", "/v3/auth/user/grant", "/v3/auth/enable"]
+    assert all(token is None for _, _, token in fake.calls)
+    grant = fake.calls[5][1]["perm"]
+    assert (grant["key"], grant["range_end"]) == (etcd_auth.b64("/service/"), etcd_auth.b64("/service0"))
+
+
+def test_etcd_auth_again_authenticates_and_keeps_existing_users() -> None:
+    fake = FakeEtcd(enabled=True)
+    assert etcd_auth.converge(fake, WANT) == "etcd authentication already on; user patroni converged"
+    assert fake.calls[1][0] == "/v3/auth/authenticate" and all(t == "T" for _, _, t in fake.calls[2:])
+    assert "/v3/auth/enable" not in [c[0] for c in fake.calls]
+
+
+def test_etcd_auth_stops_on_an_unexpected_error() -> None:
+    def failing(path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
+        return {"error": "permission denied"} if path == "/v3/auth/user/grant" else {}
+
+    with pytest.raises(SystemExit, match="etcd /v3/auth/user/grant: permission denied"):
+        etcd_auth.converge(failing, WANT)
+
+
+# ---- the import contract: pgfleet.node is standard library only
+
+
+def lint_imports(config: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(config), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": str(LINT_IMPORTS.parent), "PYTHONPATH": str(cwd)})
+
+
+def test_node_package_imports_only_the_standard_library() -> None:
+    p = lint_imports(ROOT / "pyproject.toml")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_import_contract_fails_on_a_forbidden_import(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "pgfleet", tmp_path / "pgfleet", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "pgfleet" / "node" / "bad.py").write_text("from pgfleet import contract\nimport yaml\n")
+    p = lint_imports(tmp_path / "pyproject.toml", cwd=tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "pgfleet.node.bad -> pgfleet.contract" in p.stdout and "pgfleet.node.bad -> yaml" in p.stdout, p.stdout
+
+
+def test_the_contract_forbids_every_other_part_of_pgfleet() -> None:
+    import tomllib
+
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    parts = {f"pgfleet.{p.stem}" for p in (ROOT / "pgfleet").iterdir()
+             if p.name not in ("node", "__init__.py", "__pycache__") and (p.suffix == ".py" or p.is_dir())}
+    assert parts <= set(contract["forbidden_modules"]), sorted(parts - set(contract["forbidden_modules"]))
