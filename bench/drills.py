@@ -80,6 +80,22 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def _fmt(summary_: dict[str, float] | None) -> str:
+    return "—" if not summary_ else " / ".join(f"{summary_[k]:.2f}" for k in ("min", "median", "p95", "max"))
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The README's table: per scenario this series (per-client RTO, and no-client-commits RTO) beside the previous one."""
+    prev = (doc.get("previous_series") or [{}])[0].get("scenarios") or {}
+    rows = ["| scenario | runs (passed) | RTO, any one client: min / median / p95 / max (s) | "
+            "no client committing (s) | previous series, no client committing, fault undone at the first commit (s) | lost writes |", "|---|---|---|---|---|---|"]
+    for name, sc in doc["scenarios"].items():
+        old = prev.get(name, {}).get("rto_s")
+        rows.append(f"| {name} | {sc['runs']} ({sc['passed']}) | {_fmt(sc['rto_s'])} | {_fmt(sc.get('rto_all_writers_s'))} | "
+                    f"{_fmt(old)} | {sc['lost_writes']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", default="lab")
@@ -87,7 +103,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="how many times each scenario runs in this chunk")
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs")
+    ap.add_argument("--table", action="store_true", help="print the README table from bench/results/drills.json and exit")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads((results_file.RESULTS / f"{NAME}.json").read_text())))
+        return
 
     control = PatroniControl.from_stack(a.stack)
     conf = settings(control)
