@@ -10,11 +10,11 @@ client), each with the host data of :func:`pgfleet.hostdata.host_data`.
 import os
 
 from pgfleet import hostdata
-from pgfleet import inventory as _inventory
+from pgfleet.stack import Stack
 
 _stack = os.environ.get("PGFLEET_STACK", "lab")
 _spec = hostdata.spec_for(_stack)
-_groups = hostdata.pyinfra_groups(_spec, _inventory.load(_stack, _spec))
+_groups = hostdata.pyinfra_groups(_spec, Stack(_stack, _spec).inventory())
 
 postgres = _groups["postgres"]
 etcd = _groups["etcd"]

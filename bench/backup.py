@@ -52,7 +52,7 @@ def rebuild_replica() -> dict:
     ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
     victim = next(m.name for m in ms if m.role == "replica")
     t = time.monotonic()
-    lab.run(ctx.spec, victim, f"systemctl stop patroni && find {bcli.DATA_DIR} -mindepth 1 -delete && {bcli.START_PATRONI}")
+    lab.run(ctx.spec, victim, f"systemctl stop patroni && find {ctx.data_dir} -mindepth 1 -delete && {bcli.START_PATRONI}")
     cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=1800)
     return {"member": victim, "seconds": round(time.monotonic() - t, 2)}
 

@@ -12,36 +12,28 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pgfleet import spec as spec_mod
 from pgfleet.errors import PgfleetError, SpecError
+from pgfleet.stack import Stack
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL + pgvector fleets.")
 console = Console()
 err = Console(stderr=True)
 
-Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
-
-
-def load_spec(stack: str) -> spec_mod.Spec:
-    """Validate first: every command goes through here."""
-    return spec_mod.load(stack)
+StackArg = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
 
 
 @app.command()
-def validate(stack: Stack) -> None:
+def validate(stack: StackArg) -> None:
     """Check a stack file and print every problem at once."""
-    s = load_spec(stack)
+    s = Stack.open(stack).spec
     nodes = sum(c.nodes for c in s.clusters)
     console.print(f"[green]ok[/green] {stack}: provider {s.provider}, {len(s.clusters)} cluster(s), {nodes} database node(s)")
 
 
 @app.command()
-def inventory(stack: Stack) -> None:
+def inventory(stack: StackArg) -> None:
     """Print the stack's hosts as JSON (the same shape for every provider)."""
-    from pgfleet import inventory as inv
-
-    s = load_spec(stack)
-    print(inv.load(spec_mod.stack_name(stack), s, reachable=False).to_json())
+    print(Stack.open(stack).inventory(reachable=False).to_json())
 
 
 # Command groups that live beside their concern register here.

@@ -16,10 +16,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from pgfleet import ROOT, secrets
-from pgfleet import inventory as inv_mod
+from pgfleet import ROOT
+from pgfleet.backup.repo import claim_buckets
 from pgfleet.errors import DeployError
 from pgfleet.spec import Spec
+from pgfleet.stack import Stack
 
 INVENTORY_FILE = "pyinfra_inventory.py"
 DEPLOY_FILE = "deploy.py"
@@ -51,17 +52,19 @@ def command(stack: str, *, dry: bool = False, limit: str | None = None) -> tuple
     return argv, env
 
 
-def run(stack: str, spec: Spec, *, dry: bool = False, limit: str | None = None, echo: bool = True) -> DeployResult:
-    """Deploy ``stack``; raise :class:`DeployError` naming the failed step, host and output."""
-    inv = inv_mod.load(stack, spec)
+def run(stack: str | Stack, spec: Spec | None = None, *, dry: bool = False, limit: str | None = None,
+        echo: bool = True) -> DeployResult:
+    """Deploy ``stack`` (an opened :class:`Stack`, or its name and validated spec); raise
+    :class:`DeployError` naming the failed step, host and output."""
+    st = stack if isinstance(stack, Stack) else Stack(stack, _given(spec))
+    stack, spec = st.name, st.spec
+    inv = st.inventory()
     if limit:
         inv.host(limit)  # a clear error for an unknown host
-    sec = secrets.load(stack, spec)  # created (lab) or fetched before any host is touched
+    sec = st.secrets  # created (lab) or fetched before any host is touched
     if spec.backups.enabled and not dry:
         # wrong keys or someone else's repository stop the deploy here, before any host changes
-        from pgfleet.backup.cli import claim_buckets
-
-        for line in claim_buckets(stack, spec, inv, sec):
+        for line in claim_buckets(stack, spec, sec):
             if echo:
                 sys.stderr.write(line + "\n")
     argv, env = command(stack, dry=dry, limit=limit)
@@ -78,6 +81,12 @@ def run(stack: str, spec: Spec, *, dry: bool = False, limit: str | None = None, 
     if rc != 0:
         raise DeployError(failure_message(stack, log))
     return parse_results(stack, dry, out, log)
+
+
+def _given(spec: Spec | None) -> Spec:
+    if spec is None:
+        raise TypeError("deployment.run(name, spec): a stack given by name needs its validated spec")
+    return spec
 
 
 def parse_results(stack: str, dry: bool, stdout: str, log: list[str]) -> DeployResult:

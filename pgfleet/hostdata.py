@@ -17,6 +17,7 @@ from typing import Any
 
 from pgfleet import contract, sizing
 from pgfleet import spec as spec_mod
+from pgfleet.providers import provider_class
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
 from pgfleet.secrets import Secrets
 from pgfleet.server_types import DEBIAN13_EXTENSIONS
@@ -159,7 +160,7 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         "pgbackrest_s3_bucket": b.bucket,
         "pgbackrest_s3_region": b.region,
         "pgbackrest_repo_path": repo.repo_path(spec, cluster),
-        "pgbackrest_ca_file": contract.CA_FILE if repo.uses_cluster_ca(spec) else "",
+        "pgbackrest_ca_file": contract.CA_FILE if provider_class(spec).object_store_uses_cluster_ca else "",
         "pgbackrest_process_max": sizing.backup_process_max(cluster),
         "pgbackrest_io_timeout": sizing.BACKUP_IO_TIMEOUT,
         "pgbackrest_retention_full": b.retention_full,
@@ -263,9 +264,9 @@ def spec_for(stack: str) -> Spec:
 @functools.lru_cache(maxsize=None)
 def secrets_for(stack: str) -> Secrets:
     """The stack's secrets, loaded once per process (roles call this, never host data)."""
-    from pgfleet import secrets
+    from pgfleet.stack import Stack
 
-    return secrets.load(stack, spec_for(stack))
+    return Stack(stack, spec_for(stack)).secrets
 
 
 def connection_limits(stack: str, cluster: str, nofile: int) -> dict[str, int]:

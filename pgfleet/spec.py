@@ -157,7 +157,7 @@ class Spec(_Model):
 
     def node_names(self, cluster: ClusterSpec) -> list[str]:
         """Host names of a cluster's database nodes, in order (``<env>-<cluster>-<n>``)."""
-        if self.provider == "static":
+        if cluster.hosts:  # provider static (validation: hosts there and only there)
             return [h.name for h in cluster.hosts]
         return [f"{self.environment}-{cluster.name}-{i}" for i in range(1, cluster.nodes + 1)]
 
@@ -240,6 +240,9 @@ def parse(data: dict[str, Any], source: str = "<spec>") -> Spec:
     problems = _semantic_problems(spec)
     if problems:
         raise SpecError(source, problems)
+    if spec.provider != "lab" and spec.lab.client_host:
+        # the lab section means nothing outside the lab: no client host is planned for other stacks
+        spec = spec.model_copy(update={"lab": LabSpec(client_host=False)})
     return spec
 
 

@@ -34,17 +34,17 @@ def drill(
                                                           "'pgfleet dsn STACK' prints (e.g. your application's)")] = None,
 ) -> None:
     """Inject a failure under a write workload through the DSN users get; report per-client RTO, lost writes, split brain."""
-    from pgfleet import spec as spec_mod
     from pgfleet.drill import report, runner, scenarios
     from pgfleet.drill.control import PatroniControl
+    from pgfleet.stack import Stack
 
     chosen = scenarios.resolve(scenario)  # an unknown name fails before anything is touched
-    spec = spec_mod.load(stack)
-    if spec.production:
+    st = Stack.open(stack)
+    if st.spec.production:
         raise PgfleetError(f"{stack} is marked production: drills inject real failures and never run there; use a staging stack")
-    if spec.provider != "lab" and not yes:
+    if st.provider.drills_need_yes and not yes:
         raise PgfleetError(f"{stack} is not the lab: a drill will kill processes and switch its primary; add --yes to go ahead")
-    control = PatroniControl.from_stack(stack, cluster)
+    control = PatroniControl.of(st, cluster)
     if dsn is not None:
         control.override_rw_dsn(dsn)
     opts = runner.DrillOptions(writers=writers, duration=max(duration, hold + 60.0), hold=hold)
