@@ -33,7 +33,7 @@ pgfleet = results_file.timed_cli
 
 
 def newest(kind: str) -> dict:
-    from pgfleet.backup import cli as bcli
+    from pgfleet.backup import commands as bcli
 
     ctx = bcli.context("lab", None)
     cat = bcli.info(ctx, bcli.leader(ctx))
@@ -46,7 +46,7 @@ def rebuild_replica() -> dict:
     """Wipe one replica's data directory; time until Patroni has it streaming again (pgBackRest restores it)."""
     from pgfleet import cluster as cluster_mod
     from pgfleet import lab
-    from pgfleet.backup import cli as bcli
+    from pgfleet.backup import commands as bcli
 
     ctx = bcli.context("lab", None)
     ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)

@@ -12,22 +12,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pgfleet.cli.options import ClusterOpt, StackArg, yes_option
 from pgfleet.errors import PgfleetError
 
 # wide enough for the report table in CI logs (no terminal there)
 console = Console(width=160) if not Console().is_terminal else Console()
+YesBreak = yes_option("required for stacks outside the lab: drills break things")
 
 
 def drill(
-    stack: Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")],
+    stack: StackArg,
     scenario: Annotated[str, typer.Argument(help="switchover | postgres-crash | patroni-crash | node-loss | "
                                                  "primary-partition | replica-loss | replica-partition | entry-loss | "
                                                  "entry-partition | etcd-member-loss | all")],
     writers: Annotated[int, typer.Option(min=1, max=256, help="concurrent writers through the read-write endpoint")] = 4,
     duration: Annotated[float, typer.Option(min=10.0, help="upper bound in seconds on one scenario's workload")] = 180.0,
     json_file: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON to this file")] = None,
-    cluster: Annotated[str | None, typer.Option(help="cluster of the stack (default: its first)")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="required for stacks outside the lab: drills break things")] = False,
+    cluster: ClusterOpt = None,
+    yes: YesBreak = False,  # type: ignore[valid-type]
     hold: Annotated[float, typer.Option(min=30.0, help="seconds each fault is held before it is undone; a client with "
                                                        "no commit by then counts as down for all of it")] = 30.0,
     dsn: Annotated[str | None, typer.Option("--dsn", help="measure your own connection string instead of the one "
@@ -55,3 +57,6 @@ def drill(
     if json_file:
         json_file.write_text(report.to_json(control.stack, results) + "\n")
     raise typer.Exit(report.exit_code(results))
+
+
+COMMANDS = (drill,)

@@ -1,8 +1,8 @@
-"""``pgfleet backup | backups | restore | check-backups``: the cluster's pgBackRest repository.
+"""What ``pgfleet backup | backups | restore | check-backups`` do to the cluster's pgBackRest repository.
 
 Every command runs pgBackRest on the database nodes over SSH (as the
 ``postgres`` user; the keys stay in the nodes' 0640 pgbackrest.conf and never
-appear on a command line). pgfleet/cli.py registers :data:`COMMANDS`.
+appear on a command line). The command line (options, help) is pgfleet/cli/backup.py.
 
 ``restore`` is an in-place point-in-time restore of the whole cluster:
 
@@ -30,16 +30,12 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Annotated
-
-import typer
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import contract
 from pgfleet import remote
 from pgfleet.backup import catalog, repo
 from pgfleet.node import backup_member as member
-from pgfleet.deploy_cli import ClusterOpt, StackArg
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory, InventoryHost
@@ -188,9 +184,7 @@ def _t(t: dt.datetime) -> str:
 # ---- the commands
 
 
-def backup(stack: StackArg,
-           type_: Annotated[str, typer.Option("--type", help="full | diff | incr")] = "full",
-           cluster: ClusterOpt = None) -> None:
+def backup(stack: str, type_: str = "full", cluster: str | None = None) -> None:
     """Take a backup now on the backup member: a streaming standby, the leader when none is (as the scheduled units do)."""
     if type_ not in repo.TYPES:
         raise PgfleetError(f"--type {type_!r}: choose one of {', '.join(repo.TYPES)}")
@@ -207,7 +201,7 @@ def backup(stack: StackArg,
             print("  " + line.strip())
 
 
-def backups(stack: StackArg, cluster: ClusterOpt = None) -> None:
+def backups(stack: str, cluster: str | None = None) -> None:
     """The repository's backups (times, sizes, WAL range) and the restorable window."""
     ctx = context(stack, cluster)
     h = leader(ctx)
@@ -225,10 +219,7 @@ def backups(stack: StackArg, cluster: ClusterOpt = None) -> None:
     print(f"latest restorable:   {_t(w.latest) if w.latest else '-'}")
 
 
-def restore(stack: StackArg,
-            to: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone, or 'latest'")],
-            yes: Annotated[bool, typer.Option("--yes", help="really replace the cluster's data")] = False,
-            cluster: ClusterOpt = None) -> None:
+def restore(stack: str, to: str, yes: bool = False, cluster: str | None = None) -> None:
     """Point-in-time restore of the whole cluster in place; every member is rebuilt."""
     ctx = context(stack, cluster)
     target = parse_target(to)
@@ -424,7 +415,7 @@ def _age(d: dt.timedelta) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s"
 
 
-def check_backups(stack: StackArg, cluster: ClusterOpt = None) -> None:
+def check_backups(stack: str, cluster: str | None = None) -> None:
     """Archiving flowing, repository reachable, newest backup recent enough; exit 1 with the reasons otherwise."""
     ctx = context(stack, cluster)
     ok, bad = problems(ctx)
@@ -435,5 +426,3 @@ def check_backups(stack: StackArg, cluster: ClusterOpt = None) -> None:
     if bad:
         raise PgfleetError(f"backups of {ctx.stack} / {ctx.cluster.name} need attention: {len(bad)} problem(s)")
 
-
-COMMANDS = (backup, backups, restore, check_backups)

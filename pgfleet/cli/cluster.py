@@ -1,8 +1,4 @@
-"""``pgfleet deploy | up | status | dsn``: the deploy and the running cluster.
-
-Every command validates the stack first (:func:`pgfleet.cli.load_spec`);
-pgfleet/cli.py registers them (:data:`COMMANDS`).
-"""
+"""``pgfleet up | down | deploy | status | dsn``: the stack's hosts, the deploy and the running cluster."""
 
 from __future__ import annotations
 
@@ -14,14 +10,12 @@ from rich.console import Console
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import deployment
+from pgfleet.cli.options import ClusterOpt, LabDefaultStackArg, StackArg, yes_option
 from pgfleet.errors import ClusterError, PgfleetError
 from pgfleet.stack import Stack
 
 console = Console()
-StackArg = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
-
-
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
+YesDestroy = yes_option("confirm: destroy the stack's servers and their data")
 
 
 def deploy(stack: StackArg,
@@ -32,7 +26,7 @@ def deploy(stack: StackArg,
     console.print(deployment.summary(result), highlight=False)
 
 
-def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab") -> None:
+def up(stack: LabDefaultStackArg = "lab") -> None:
     """Create the stack's hosts (lab: nspawn hosts; cloud: pulumi up), deploy, print the DSN."""
     st = Stack.open(stack)
     st.provider.create_hosts()
@@ -49,8 +43,7 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
                           highlight=False, soft_wrap=True)
 
 
-def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab",
-         yes: Annotated[bool, typer.Option("--yes", help="confirm: destroy the stack's servers and their data")] = False) -> None:
+def down(stack: LabDefaultStackArg = "lab", yes: YesDestroy = False) -> None:  # type: ignore[valid-type]
     """Remove the stack's hosts: the lab's hosts and daemons, or (with --yes) a cloud stack via pulumi destroy."""
     for item in Stack.open(stack).provider.destroy_hosts(yes=yes):
         console.print(f"removed {item}", highlight=False)
