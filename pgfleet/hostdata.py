@@ -30,7 +30,7 @@ CLIENT_PACKAGES = ["postgresql-client"]
 
 
 def cluster_members(inv: Inventory, cluster: str) -> list[InventoryHost]:
-    return inv.by_role(ROLE_POSTGRES, cluster)
+    return inv.cluster_members(cluster)
 
 
 def member_ips(inv: Inventory) -> list[str]:
@@ -80,7 +80,7 @@ def ports() -> dict[str, int]:
 
 
 def etcd_hosts(inv: Inventory) -> list[InventoryHost]:
-    return inv.by_role(ROLE_ETCD)
+    return inv.etcd_hosts()
 
 
 def pg_hba(spec: Spec, inv: Inventory) -> list[str]:

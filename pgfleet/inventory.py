@@ -49,6 +49,13 @@ class Inventory(BaseModel):
     def by_role(self, role: str, cluster: str | None = None) -> list[InventoryHost]:
         return [h for h in self.hosts if role in h.roles and (cluster is None or h.cluster == cluster)]
 
+    def cluster_members(self, cluster: str) -> list[InventoryHost]:
+        """The database nodes of ``cluster``, in order."""
+        return self.by_role(ROLE_POSTGRES, cluster)
+
+    def etcd_hosts(self) -> list[InventoryHost]:
+        return self.by_role(ROLE_ETCD)
+
     def host(self, name: str) -> InventoryHost:
         for h in self.hosts:
             if h.name == name:

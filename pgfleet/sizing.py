@@ -9,10 +9,8 @@ section with a fast default profile inside Patroni's own limits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pgfleet.spec import ClusterSpec, Spec
+from pgfleet.schema import ClusterSpec, Spec
 
 #: Connections kept free of PgBouncer pools: superuser_reserved_connections (3)
 #: plus Patroni, monitoring, pgBackRest and admins on the direct endpoints.

@@ -37,7 +37,6 @@ from pgfleet import remote
 from pgfleet.backup import catalog, repo
 from pgfleet.node import backup_member as member
 from pgfleet.errors import ClusterError, PgfleetError
-from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory, InventoryHost
 from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
@@ -81,7 +80,7 @@ class Ctx:
 
     @property
     def hosts(self) -> list[InventoryHost]:
-        return cluster_members(self.inv, self.cluster.name)
+        return self.inv.cluster_members(self.cluster.name)
 
     def host(self, name: str) -> InventoryHost:
         return self.inv.host(name)

@@ -230,17 +230,16 @@ class PatroniControl(ClusterControl):
 
     def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
         from pgfleet import cluster as cluster_mod
-        from pgfleet import hostdata
 
         self.stack = stack
         self.cluster = cluster.name
         self.synchronous = cluster.synchronous
         self.provider = providers.get(stack, spec)
         self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
-        members = hostdata.cluster_members(inv, cluster.name)
+        members = inv.cluster_members(cluster.name)
         self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
         self.expected_members = len(self.hosts)
-        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
+        self._etcd = [h.name for h in inv.etcd_hosts()]
         self._database = cluster.databases[0]
         self._ca_file = cluster_mod.ca_file(stack, secrets)
         self._passfile = cluster_mod.passfile(stack, spec, secrets)
