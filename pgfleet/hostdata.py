@@ -5,21 +5,20 @@ roles read it and nothing else, so what a host gets is decided here, in plain
 Python that unit tests can call without any host. Keys carry their role's
 prefix (``patroni_``, ``haproxy_`` …), as in each role's ``DEFAULTS``.
 
-Secrets are not host data (pyinfra can print host data); roles fetch them
-with :func:`secrets_for`, and templates get them passed explicitly.
+Secrets are not host data (pyinfra can print host data): they travel beside
+it in the deploy's hand-off file (:mod:`pgfleet.handoff`), roles get them
+through one accessor, and templates get them passed explicitly.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import ipaddress
 from typing import Any
 
 from pgfleet import contract, sizing
-from pgfleet import spec as spec_mod
 from pgfleet.providers import provider_class
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
-from pgfleet.secrets import Secrets
 from pgfleet.server_types import DEBIAN13_EXTENSIONS
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.tls import Names
@@ -248,31 +247,15 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
             "pgbouncer_default_pool_size": fit.pool_size,
             "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
+            # what the roles size PgBouncer's and HAProxy's limits from, with the host's open-files limit
+            "pgbouncer_pool_connections": fit.needed,
+            "pgbouncer_client_limit": spec.pgbouncer.max_client_conn,
+            "haproxy_timing": dataclasses.asdict(sizing.haproxy_timing(sizing.patroni_timing(spec))),
             "haproxy_members": [{"name": m.name, "ip": m.private_ip} for m in members],
             **backup_data(spec, c),
             "pgbackrest_peers": backup_peers(members, host),
         })
     return d
-
-
-@functools.lru_cache(maxsize=None)
-def spec_for(stack: str) -> Spec:
-    """The stack's validated spec, loaded once per process."""
-    return spec_mod.load(stack)
-
-
-@functools.lru_cache(maxsize=None)
-def secrets_for(stack: str) -> Secrets:
-    """The stack's secrets, loaded once per process (roles call this, never host data)."""
-    from pgfleet.stack import Stack
-
-    return Stack(stack, spec_for(stack)).secrets
-
-
-def connection_limits(stack: str, cluster: str, nofile: int) -> dict[str, int]:
-    """PgBouncer and HAProxy limits for a host whose services may open ``nofile`` files."""
-    s = spec_for(stack)
-    return sizing.connection_limits(nofile, s, s.cluster(cluster))
 
 
 def ssh_data(inv: Inventory, host: InventoryHost) -> dict[str, Any]:

@@ -7,6 +7,8 @@ is touched.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pgfleet import providers
 from pgfleet import spec as spec_mod
 from pgfleet.inventory import Inventory
@@ -18,9 +20,10 @@ from pgfleet.spec import ClusterSpec, Spec
 class Stack:
     """``name`` is the stack's name (Pulumi stack, state directory); ``spec`` is validated."""
 
-    def __init__(self, name: str, spec: Spec) -> None:
+    def __init__(self, name: str, spec: Spec, file: Path | None = None) -> None:
         self.name = name
         self.spec = spec
+        self._file = file
         self.provider: Provider = providers.get(name, spec)
         self._inventory: Inventory | None = None
         self._reachable = False
@@ -29,7 +32,14 @@ class Stack:
     @classmethod
     def open(cls, stack: str) -> Stack:
         """``stack``: a name (``stacks/Pulumi.<name>.yaml``) or a stack file's path; SpecError lists every problem."""
-        return cls(spec_mod.stack_name(stack), spec_mod.load(stack))
+        return cls(spec_mod.stack_name(stack), spec_mod.load(stack), spec_mod.stack_path(stack))
+
+    @property
+    def file(self) -> Path:
+        """The stack file (given to :meth:`open`, or ``stacks/Pulumi.<name>.yaml``)."""
+        if self._file is None:
+            self._file = spec_mod.stack_path(self.name)
+        return self._file
 
     def inventory(self, *, reachable: bool = True) -> Inventory:
         """The stack's hosts. ``reachable``: the caller will send traffic to them, so a provider whose hosts
