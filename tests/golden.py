@@ -6,7 +6,7 @@ The snapshot of a stack holds
 * ``hosts``: every host's data as the roles see it, and every file the roles
   render for it (keyed by the function or template that produces it), with the
   inputs a deploy would otherwise take from the host or the stack's state
-  fixed: deterministic secrets (tests/deploy_fixtures.fixed_secrets), a hard
+  fixed: deterministic secrets (``fixed_secrets`` in tests/deploy_fixtures.py), a hard
   open-files limit of :data:`HARD_NOFILE`, and the container kind the stack's
   hosts really report (lab: systemd-nspawn, Hetzner: none);
 * ``pulumi`` (not for the lab, which the program refuses): every resource the

@@ -219,9 +219,9 @@ class PatroniControl(ClusterControl):
     """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
     deploy's REST user) for state and switchover, the application DSN from
     :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
-    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
+    the stack's provider (:mod:`pgfleet.providers`) for power and network.
 
-    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
+    Names come from the deploy (roles/patroni.py, roles/etcd.py, pgfleet/contract.py):
     units ``patroni.service`` and ``etcd.service``, REST user
     :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
     over the network (pg_hba rejects it), so direct probes and the set check
