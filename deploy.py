@@ -6,22 +6,29 @@ Order matters and is the same on every host: packages and kernel first, then
 the firewall (so no service is ever reachable more widely than it should be),
 TLS, pgfleet's node programs, etcd (the DCS Patroni needs), PostgreSQL under Patroni, the databases on
 the leader, the backup repository (stanza, timers), then PgBouncer and HAProxy in front of them.
+
+Roles pass results explicitly (``tls.apply()`` says whether the host
+certificate was replaced; the roles that reload for it get that); what failed
+where goes back to ``pgfleet deploy`` as records (:mod:`roles.results`).
 """
 
 from pyinfra import host
+from pyinfra.context import state
 
-from roles import base, databases, etcd, firewall, haproxy, node, patroni, pgbackrest, pgbouncer, tls
+from roles import base, databases, etcd, firewall, haproxy, node, patroni, pgbackrest, pgbouncer, results, tls
+
+results.register(state)
 
 base.apply()
 firewall.apply()
-tls.apply()
+tls_reissued = tls.apply()
 if "etcd" in host.groups or "postgres" in host.groups:
     node_changed = node.apply()
 if "etcd" in host.groups:
     etcd.apply(node_changed)
 if "postgres" in host.groups:
-    patroni.apply()
+    patroni.apply(tls_reissued=tls_reissued)
     databases.apply()
-    pgbackrest.apply()
-    pgbouncer.apply()
+    pgbackrest.apply(tls_reissued=tls_reissued)
+    pgbouncer.apply(tls_reissued=tls_reissued)
     haproxy.apply()

@@ -2,19 +2,18 @@
 
     PGFLEET_STACK=lab pyinfra -y pyinfra_inventory.py deploy.py
 
-The stack (default ``lab``) is validated first; hosts come from the same
-inventory ``pgfleet inventory STACK`` prints, grouped by role (postgres, etcd,
-client), each with the host data of :func:`pgfleet.hostdata.host_data`.
+Hosts and their data come from the deploy's hand-off (:mod:`pgfleet.handoff`):
+the file ``pgfleet deploy`` wrote, or, when it is absent or stale, computed
+here from the stack (validated first) the same way: the hosts ``pgfleet
+inventory STACK`` prints, grouped by role (postgres, etcd, client), each with
+the host data of :func:`pgfleet.hostdata.host_data`.
 """
 
 import os
 
-from pgfleet import hostdata
-from pgfleet import inventory as _inventory
+from pgfleet import handoff
 
-_stack = os.environ.get("PGFLEET_STACK", "lab")
-_spec = hostdata.spec_for(_stack)
-_groups = hostdata.pyinfra_groups(_spec, _inventory.load(_stack, _spec))
+_groups = handoff.current(os.environ.get("PGFLEET_STACK", "lab")).groups
 
 postgres = _groups["postgres"]
 etcd = _groups["etcd"]

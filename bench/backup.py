@@ -33,7 +33,7 @@ pgfleet = results_file.timed_cli
 
 
 def newest(kind: str) -> dict:
-    from pgfleet.backup import cli as bcli
+    from pgfleet.backup import commands as bcli
 
     ctx = bcli.context("lab", None)
     cat = bcli.info(ctx, bcli.leader(ctx))
@@ -46,13 +46,13 @@ def rebuild_replica() -> dict:
     """Wipe one replica's data directory; time until Patroni has it streaming again (pgBackRest restores it)."""
     from pgfleet import cluster as cluster_mod
     from pgfleet import lab
-    from pgfleet.backup import cli as bcli
+    from pgfleet.backup import commands as bcli
 
     ctx = bcli.context("lab", None)
     ms = cluster_mod.members(ctx.inv, ctx.cluster.name, ctx.secrets)
     victim = next(m.name for m in ms if m.role == "replica")
     t = time.monotonic()
-    lab.run(ctx.spec, victim, f"systemctl stop patroni && find {bcli.DATA_DIR} -mindepth 1 -delete && {bcli.START_PATRONI}")
+    lab.run(ctx.spec, victim, f"systemctl stop patroni && find {ctx.data_dir} -mindepth 1 -delete && {bcli.START_PATRONI}")
     cluster_mod.wait_healthy(ctx.inv, ctx.cluster, ctx.secrets, timeout=1800)
     return {"member": victim, "seconds": round(time.monotonic() - t, 2)}
 

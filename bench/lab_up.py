@@ -38,11 +38,10 @@ def main() -> None:
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from pgfleet import spec
     from pgfleet.lab import aptproxy, image
-    from pgfleet.lab.layout import Layout
+    from pgfleet.stack import Stack
 
-    n_hosts = len(Layout.of(spec.load(a.stack)).hosts)
+    n_hosts = len(Stack.open(a.stack).inventory(reachable=False).hosts)
     runs: list[dict[str, object]] = []
     try:
         for trial in range(a.trials):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pgfleet import contract, sizing, state
 from pgfleet.errors import ClusterError
-from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory
 from pgfleet.node import patroni
 from pgfleet.node.patroni import Member, leader
@@ -34,7 +33,7 @@ def rest_client(host: str, secrets: Secrets, *, auth: bool = False, timeout: flo
 def members(inv: Inventory, cluster: str, secrets: Secrets, timeout: float = 3) -> list[Member]:
     """The cluster's members as Patroni reports them, from the first member that answers."""
     errors = []
-    for h in cluster_members(inv, cluster):
+    for h in inv.cluster_members(cluster):
         try:
             return rest_client(h.public_ip, secrets, timeout=timeout).cluster()
         except (OSError, ValueError, patroni.PatroniError) as e:
@@ -53,7 +52,7 @@ def wait_healthy(inv: Inventory, cluster: ClusterSpec, secrets: Secrets, timeout
     """Members once every member of the inventory is there and :func:`healthy`
     (Patroni picks the synchronous standby a loop after replicas stream; a
     member whose Patroni is down or not registered yet is simply missing)."""
-    expected = len(cluster_members(inv, cluster.name))
+    expected = len(inv.cluster_members(cluster.name))
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -94,7 +93,7 @@ def endpoint_hosts(inv: Inventory, cluster: str) -> list[str]:
     """Addresses a client dials: the load balancer when there is one, else every node (libpq tries each)."""
     if cluster in inv.load_balancers:
         return [inv.load_balancers[cluster]]
-    return [h.public_ip for h in cluster_members(inv, cluster)]
+    return [h.public_ip for h in inv.cluster_members(cluster)]
 
 
 #: HAProxy's endpoints on every node, by what a client asks for.

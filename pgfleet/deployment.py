@@ -1,25 +1,28 @@
 """Running the pyinfra deploy for a stack and reading what it did.
 
 ``pgfleet deploy`` is a thin wrapper: it validates the stack, makes sure the
-stack's secrets exist, then runs exactly what a user would run by hand
-(``pyinfra -y --json pyinfra_inventory.py deploy.py`` with ``PGFLEET_STACK``)
-and reads pyinfra's JSON results to report changes, or the failed step, its
-host and its output.
+stack's secrets exist, computes every host's data once and hands it (with the
+secrets) to pyinfra in one 0600 file (:mod:`pgfleet.handoff`), then runs
+exactly what a user would run by hand (``pyinfra -y --json
+pyinfra_inventory.py deploy.py`` with ``PGFLEET_STACK``). Changes come from
+pyinfra's JSON results; the roles' notes and the failed step, its host and its
+output come back as records.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
-from pgfleet import ROOT, secrets
-from pgfleet import inventory as inv_mod
+from pgfleet import ROOT, handoff
+from pgfleet.backup.repo import claim_buckets
 from pgfleet.errors import DeployError
 from pgfleet.spec import Spec
+from pgfleet.stack import Stack
 
 INVENTORY_FILE = "pyinfra_inventory.py"
 DEPLOY_FILE = "deploy.py"
@@ -51,38 +54,67 @@ def command(stack: str, *, dry: bool = False, limit: str | None = None) -> tuple
     return argv, env
 
 
-def run(stack: str, spec: Spec, *, dry: bool = False, limit: str | None = None, echo: bool = True) -> DeployResult:
-    """Deploy ``stack``; raise :class:`DeployError` naming the failed step, host and output."""
-    inv = inv_mod.load(stack, spec)
+def run(stack: str | Stack, spec: Spec | None = None, *, dry: bool = False, limit: str | None = None,
+        echo: bool = True) -> DeployResult:
+    """Deploy ``stack`` (an opened :class:`Stack`, or its name and validated spec); raise
+    :class:`DeployError` naming the failed step, host and output."""
+    st = stack if isinstance(stack, Stack) else Stack(stack, _given(spec))
+    stack, spec = st.name, st.spec
+    inv = st.inventory()
     if limit:
         inv.host(limit)  # a clear error for an unknown host
-    sec = secrets.load(stack, spec)  # created (lab) or fetched before any host is touched
+    sec = st.secrets  # created (lab) or fetched before any host is touched
     if spec.backups.enabled and not dry:
         # wrong keys or someone else's repository stop the deploy here, before any host changes
-        from pgfleet.backup.cli import claim_buckets
-
-        for line in claim_buckets(stack, spec, inv, sec):
+        for line in claim_buckets(stack, spec, sec):
             if echo:
                 sys.stderr.write(line + "\n")
     argv, env = command(stack, dry=dry, limit=limit)
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None and proc.stdout is not None
-    log: list[str] = []
-    for line in proc.stderr:
-        log.append(line.rstrip("\n"))
-        if echo:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    out = proc.stdout.read()
-    rc = proc.wait()
+    # host data and secrets go to pyinfra in one 0600 file, results come back as records beside it
+    handoff.write(handoff.compute(st))
+    results = handoff.results_path(stack)
+    results.unlink(missing_ok=True)
+    env[handoff.RESULTS_ENV] = str(results)
+    try:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None and proc.stdout is not None
+        log: list[str] = []
+        for line in proc.stderr:
+            log.append(line.rstrip("\n"))
+            if echo:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        out = proc.stdout.read()
+        rc = proc.wait()
+        records = handoff.records(results)
+    finally:
+        handoff.remove(stack)
     if rc != 0:
-        raise DeployError(failure_message(stack, log))
-    return parse_results(stack, dry, out, log)
+        raise DeployError(failure_message(stack, records, log))
+    return parse_results(stack, dry, out, records)
 
 
-def parse_results(stack: str, dry: bool, stdout: str, log: list[str]) -> DeployResult:
+def _given(spec: Spec | None) -> Spec:
+    if spec is None:
+        raise TypeError("deployment.run(name, spec): a stack given by name needs its validated spec")
+    return spec
+
+
+def notes(records: list[dict[str, Any]]) -> list[str]:
+    """What the roles said, as ``[host] note: …`` and ``[host] <converge step>: <output line>``."""
+    out = []
+    for r in records:
+        if r["kind"] == "note":
+            out.append(f"[{r['host']}] note: {r['message']}")
+        elif r["kind"] == "output":
+            out.append(f"[{r['host']}] {r['title']}: {r['line']}")
+    return out
+
+
+def parse_results(stack: str, dry: bool, stdout: str, records: list[dict[str, Any]]) -> DeployResult:
+    """Changes from pyinfra's JSON results (the plan when ``dry``), notes from the roles' records."""
     result = DeployResult(stack=stack, dry=dry)
-    result.notes = [line.strip() for line in log if re.match(r"\s*\[[^\]]+\] (note|[\w.-]+\.(json|sql)):", line)]
+    result.notes = notes(records)
     try:
         doc = json.loads(stdout[stdout.index("{"):]) if "{" in stdout else {}
     except ValueError as e:
@@ -100,25 +132,23 @@ def parse_results(stack: str, dry: bool, stdout: str, log: list[str]) -> DeployR
     return result
 
 
-def failure_message(stack: str, log: list[str]) -> str:
-    """Name the step that failed, the host(s) and their output, from pyinfra's log."""
-    step = None
-    failed: list[str] = []
-    for i, line in enumerate(log):
-        m = re.match(r"--> Starting operation: (.*)", line)
-        if m:
-            step, failed = m.group(1).strip(), []
-            continue
-        if re.search(r"\] (Error|Command socket/SSH error|Failed)", line) or "Unexpected error" in line:
-            failed.append(line.strip())
-    hosts = sorted({m.group(1) for line in log if (m := re.match(r"\s*\[([^\]]+)\] .*(Error|error)", line))})
-    # the output of the failing step: lines between its start and the results table
-    start = max((i for i, line in enumerate(log) if line.startswith("--> Starting operation")), default=0)
-    body = [line.strip() for line in log[start + 1:] if line.strip() and not line.strip().endswith("Skipped")
-            and not line.startswith("-->")][:60]
-    if not any(line.startswith("--> Starting operation") for line in log):
+def failure_message(stack: str, records: list[dict[str, Any]], log: list[str]) -> str:
+    """Name the step that failed, the host(s) and their output, from the deploy's error records.
+
+    Without one, pyinfra stopped before any operation (connecting or preparing):
+    the end of its log says why.
+    """
+    errors = [r for r in records if r["kind"] == "error"]
+    if errors:
+        step = errors[0]["step"]
+        hosts = sorted({r["host"] for r in errors if r["step"] == step})
+        body = [line.strip() for r in records if r["kind"] == "error_output" and r["host"] in hosts
+                for line in r["output"] if line.strip()][:60]
+        if not body:  # e.g. an exception in a role's Python step: pyinfra logged it
+            body = [line.strip() for line in log if line.strip()][-40:]
+    else:
+        step, hosts = "before any operation (connecting or preparing)", []
         body = [line.strip() for line in log if line.strip()][-40:]
-        step = "before any operation (connecting or preparing)"
     output = "\n    ".join(body)
     return (f"deploy of {stack} failed at step {step!r} on {', '.join(hosts) or 'a host'}; nothing after it ran.\n"
             f"    {output}")

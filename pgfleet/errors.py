@@ -50,3 +50,7 @@ class DeployError(PgfleetError):
 
 class ClusterError(PgfleetError):
     """The running cluster is not in the state a command needs."""
+
+
+class NotPossible(PgfleetError):
+    """A step needs something the stack's provider cannot do (e.g. power off a static machine); the message says why."""

@@ -5,20 +5,20 @@ roles read it and nothing else, so what a host gets is decided here, in plain
 Python that unit tests can call without any host. Keys carry their role's
 prefix (``patroni_``, ``haproxy_`` …), as in each role's ``DEFAULTS``.
 
-Secrets are not host data (pyinfra can print host data); roles fetch them
-with :func:`secrets_for`, and templates get them passed explicitly.
+Secrets are not host data (pyinfra can print host data): they travel beside
+it in the deploy's hand-off file (:mod:`pgfleet.handoff`), roles get them
+through one accessor, and templates get them passed explicitly.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import ipaddress
 from typing import Any
 
 from pgfleet import contract, sizing
-from pgfleet import spec as spec_mod
+from pgfleet.providers import provider_class
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
-from pgfleet.secrets import Secrets
 from pgfleet.server_types import DEBIAN13_EXTENSIONS
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.tls import Names
@@ -29,7 +29,7 @@ CLIENT_PACKAGES = ["postgresql-client"]
 
 
 def cluster_members(inv: Inventory, cluster: str) -> list[InventoryHost]:
-    return inv.by_role(ROLE_POSTGRES, cluster)
+    return inv.cluster_members(cluster)
 
 
 def member_ips(inv: Inventory) -> list[str]:
@@ -79,7 +79,7 @@ def ports() -> dict[str, int]:
 
 
 def etcd_hosts(inv: Inventory) -> list[InventoryHost]:
-    return inv.by_role(ROLE_ETCD)
+    return inv.etcd_hosts()
 
 
 def pg_hba(spec: Spec, inv: Inventory) -> list[str]:
@@ -159,7 +159,7 @@ def backup_data(spec: Spec, cluster: ClusterSpec) -> dict[str, Any]:
         "pgbackrest_s3_bucket": b.bucket,
         "pgbackrest_s3_region": b.region,
         "pgbackrest_repo_path": repo.repo_path(spec, cluster),
-        "pgbackrest_ca_file": contract.CA_FILE if repo.uses_cluster_ca(spec) else "",
+        "pgbackrest_ca_file": contract.CA_FILE if provider_class(spec).object_store_uses_cluster_ca else "",
         "pgbackrest_process_max": sizing.backup_process_max(cluster),
         "pgbackrest_io_timeout": sizing.BACKUP_IO_TIMEOUT,
         "pgbackrest_retention_full": b.retention_full,
@@ -247,31 +247,15 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
             "pgbouncer_default_pool_size": fit.pool_size,
             "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
+            # what the roles size PgBouncer's and HAProxy's limits from, with the host's open-files limit
+            "pgbouncer_pool_connections": fit.needed,
+            "pgbouncer_client_limit": spec.pgbouncer.max_client_conn,
+            "haproxy_timing": dataclasses.asdict(sizing.haproxy_timing(sizing.patroni_timing(spec))),
             "haproxy_members": [{"name": m.name, "ip": m.private_ip} for m in members],
             **backup_data(spec, c),
             "pgbackrest_peers": backup_peers(members, host),
         })
     return d
-
-
-@functools.lru_cache(maxsize=None)
-def spec_for(stack: str) -> Spec:
-    """The stack's validated spec, loaded once per process."""
-    return spec_mod.load(stack)
-
-
-@functools.lru_cache(maxsize=None)
-def secrets_for(stack: str) -> Secrets:
-    """The stack's secrets, loaded once per process (roles call this, never host data)."""
-    from pgfleet import secrets
-
-    return secrets.load(stack, spec_for(stack))
-
-
-def connection_limits(stack: str, cluster: str, nofile: int) -> dict[str, int]:
-    """PgBouncer and HAProxy limits for a host whose services may open ``nofile`` files."""
-    s = spec_for(stack)
-    return sizing.connection_limits(nofile, s, s.cluster(cluster))
 
 
 def ssh_data(inv: Inventory, host: InventoryHost) -> dict[str, Any]:

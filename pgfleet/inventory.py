@@ -1,9 +1,9 @@
 """The inventory: one JSON shape for every provider.
 
 :func:`plan` decides which hosts a spec has (names, clusters, roles, private
-addresses); the Pulumi program, the lab and the static provider each fill in
-the addresses they know and produce an :class:`Inventory`. The deploy reads
-nothing else, so it cannot tell the lab from Hetzner except by ``provider``.
+addresses); each provider (:mod:`pgfleet.providers`) fills in the addresses it
+knows and produces an :class:`Inventory`. The deploy reads nothing else, so it
+cannot tell the lab from Hetzner except by ``provider``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from pgfleet.errors import PgfleetError
-from pgfleet.pulumi_cli import stack_output
 from pgfleet.spec import Spec
 
 ROLE_POSTGRES = "postgres"  # PostgreSQL + Patroni + PgBouncer + HAProxy + pgBackRest
@@ -49,6 +48,13 @@ class Inventory(BaseModel):
 
     def by_role(self, role: str, cluster: str | None = None) -> list[InventoryHost]:
         return [h for h in self.hosts if role in h.roles and (cluster is None or h.cluster == cluster)]
+
+    def cluster_members(self, cluster: str) -> list[InventoryHost]:
+        """The database nodes of ``cluster``, in order."""
+        return self.by_role(ROLE_POSTGRES, cluster)
+
+    def etcd_hosts(self) -> list[InventoryHost]:
+        return self.by_role(ROLE_ETCD)
 
     def host(self, name: str) -> InventoryHost:
         for h in self.hosts:
@@ -97,40 +103,6 @@ def plan(spec: Spec) -> list[HostPlan]:
     if spec.etcd.placement == "dedicated":
         for name in spec.etcd_names():
             add(name, None, [ROLE_ETCD], spec.etcd.server_type)
-    if spec.provider == "lab" and spec.lab.client_host:
+    if spec.lab.client_host:  # only lab stacks have one (spec validation clears it for others)
         add(f"{spec.environment}-client", None, [ROLE_CLIENT], "cx23")
     return out
-
-
-def from_static(spec: Spec, stack: str) -> Inventory:
-    public = {h.name: str(h.public_ip) for c in spec.clusters for h in c.hosts}
-    hosts = [
-        InventoryHost(name=p.name, cluster=p.cluster, roles=list(p.roles), public_ip=public.get(p.name, p.private_ip),
-                      private_ip=p.private_ip, ssh_user=spec.ssh_user, server_type=p.server_type)
-        for p in plan(spec)
-    ]
-    return Inventory(stack=stack, provider="static", hosts=hosts)
-
-
-def from_pulumi(stack: str) -> Inventory:
-    """Read the ``inventory`` output of a deployed Pulumi stack."""
-    return Inventory.model_validate(stack_output(stack, "inventory"))
-
-
-def load(stack: str, spec: Spec, *, reachable: bool = True) -> Inventory:
-    """The inventory of a stack, from whichever provider it uses.
-
-    ``reachable``: the caller will send traffic to the hosts, so a lab that is
-    not running is refused here (its addresses would route off the machine).
-    Commands that only print (``inventory``, ``dsn``) pass False.
-    """
-    if spec.provider == "static":
-        return from_static(spec, stack)
-    if spec.provider == "lab":
-        from pgfleet.lab import inventory as lab_inventory
-        from pgfleet.lab import require_running
-
-        if reachable:
-            require_running(spec)
-        return lab_inventory(spec)
-    return from_pulumi(stack)

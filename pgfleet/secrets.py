@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict
 
 from pgfleet import state
 from pgfleet.errors import PgfleetError
-from pgfleet.pulumi_cli import stack_output
 from pgfleet.spec import Spec
 
 #: Every password a cluster needs; database owners get ``owner_<name>``.
@@ -120,14 +119,3 @@ def load_or_create_local(stack: str, spec: Spec) -> Secrets:
         data = data.model_copy(update={"passwords": {**data.passwords, **{n: new_password() for n in missing}}})
         state.write_private(path, data.model_dump_json(indent=2))
     return data
-
-
-def from_pulumi(stack: str) -> Secrets:
-    return Secrets.model_validate(stack_output(stack, "secrets", show_secrets=True))
-
-
-def load(stack: str, spec: Spec) -> Secrets:
-    """Cloud and static stacks: the Pulumi stack's encrypted state; the lab: a 0600 file."""
-    if spec.provider == "lab":
-        return load_or_create_local(stack, spec)
-    return from_pulumi(stack)

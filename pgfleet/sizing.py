@@ -9,10 +9,8 @@ section with a fast default profile inside Patroni's own limits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pgfleet.spec import ClusterSpec, Spec
+from pgfleet.schema import ClusterSpec, Spec
 
 #: Connections kept free of PgBouncer pools: superuser_reserved_connections (3)
 #: plus Patroni, monitoring, pgBackRest and admins on the direct endpoints.
@@ -241,14 +239,19 @@ def node_loss_write_gap(timing: PatroniTiming, haproxy: HaproxyTiming, etcd: Etc
 
 
 def connection_limits(nofile: int, spec: Spec, cluster: ClusterSpec) -> dict[str, int]:
-    """HAProxy and PgBouncer client limits that fit under a host's open-files limit.
+    """PgBouncer and HAProxy limits for a host whose services may open ``nofile`` files.
 
     HAProxy needs about two descriptors per proxied connection; PgBouncer one per
     client plus one per server connection. Both share the host's hard limit.
     """
-    pools = pool_fit(spec, cluster).needed
+    return service_limits(nofile, pool_fit(spec, cluster).needed, spec.pgbouncer.max_client_conn)
+
+
+def service_limits(nofile: int, pool_connections: int, max_client_conn: int) -> dict[str, int]:
+    """:func:`connection_limits` from the figures a host's data carries: the server connections
+    PgBouncer's pools need and the spec's ``pgbouncer.max_client_conn``."""
     budget = max(200, nofile - 500)
-    pgbouncer_clients = min(spec.pgbouncer.max_client_conn, (budget // 2) - pools)
+    pgbouncer_clients = min(max_client_conn, (budget // 2) - pool_connections)
     haproxy_maxconn = min(pgbouncer_clients * 2, budget // 4)
     return {"pgbouncer_max_client_conn": pgbouncer_clients, "pgbouncer_nofile": budget // 2, "haproxy_maxconn": haproxy_maxconn}
 

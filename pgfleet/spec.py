@@ -14,158 +14,18 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from pgfleet import ROOT, contract
+from pgfleet import sizing
 from pgfleet.errors import Problem, SpecError, StackNotFound
-from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SERVER_TYPES, ServerType
-
-NAMESPACE = "pgfleet"
-#: The lab's network (reserved for benchmarking labs); the bridge is .1.
-LAB_SUBNET = "198.18.0.0/24"
-_NAME = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
-_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatabaseSpec(_Model):
-    name: str = Field(pattern=_IDENT)
-    owner: str = Field(pattern=_IDENT)
-    extensions: list[str] = ["vector"]
-
-
-class StaticHostSpec(_Model):
-    """An existing machine (e.g. Hetzner Robot bare metal) for provider ``static``."""
-
-    name: str = Field(pattern=_NAME)
-    public_ip: ipaddress.IPv4Address
-    private_ip: ipaddress.IPv4Address | None = None
-
-
-class ClusterSpec(_Model):
-    name: str = Field(pattern=_NAME)
-    nodes: int = 3
-    server_type: str = "ccx13"
-    #: The PostgreSQL major (package names, paths); semantic validation names the ones Debian 13 ships.
-    postgres_major: int = contract.POSTGRES_MAJOR
-    profile: Literal["oltp", "vector"] = "vector"
-    synchronous: bool = False
-    #: Extra postgresql.conf parameters; they win over the derived ones.
-    parameters: dict[str, str | int | float | bool] = {}
-    databases: list[DatabaseSpec] = [DatabaseSpec(name="app", owner="app")]
-    #: Provider ``static`` only: the machines, in order.
-    hosts: list[StaticHostSpec] = []
-    #: A DNS name clients use for the cluster (e.g. db.example.com); it goes
-    #: into every node's certificate so verify-full works whichever node answers.
-    dns_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
-
-    @property
-    def server(self) -> ServerType:
-        return SERVER_TYPES[self.server_type]
-
-
-class PgBouncerSpec(_Model):
-    pool_mode: Literal["transaction", "session"] = "transaction"
-    #: Server connections per (database, user) pair; derived from cores when unset.
-    default_pool_size: int | None = Field(default=None, ge=1)
-    reserve_pool_size: int = Field(default=5, ge=0)
-    max_client_conn: int = Field(default=2000, ge=10)
-
-
-class EtcdSpec(_Model):
-    placement: Literal["colocated", "dedicated"] = "colocated"
-    members: int = 3
-    #: Server type of dedicated etcd nodes.
-    server_type: str = "cx23"
-
-
-class BackupSpec(_Model):
-    enabled: bool = False
-    endpoint: str | None = None
-    bucket: str | None = None
-    region: str = "fsn1"
-    #: Repository path inside the bucket; one per cluster below it.
-    path: str = "/pgbackrest"
-    retention_full: int = Field(default=2, ge=1, le=100)
-    retention_diff: int = Field(default=7, ge=1, le=365)
-    #: systemd OnCalendar= expressions.
-    full_schedule: str = "Sun *-*-* 01:00:00"
-    diff_schedule: str = "Mon..Sat *-*-* 01:00:00"
-
-
-class LoadBalancerSpec(_Model):
-    enabled: bool = False
-    type: Literal["lb11", "lb21", "lb31"] = "lb11"
-
-
-class FailoverSpec(_Model):
-    """Patroni timing; unset values come from :mod:`pgfleet.sizing`'s fast profile."""
-
-    ttl: int | None = None
-    loop_wait: int | None = None
-    retry_timeout: int | None = None
-    synchronous_mode_strict: bool = False
-
-
-class NetworkSpec(_Model):
-    ip_range: str = "10.42.0.0/16"
-    subnet: str = "10.42.1.0/24"
-
-
-class LabSpec(_Model):
-    """Provider ``lab`` only: the local systemd-nspawn fleet."""
-
-    #: Add a client/backup host beside the database hosts.
-    client_host: bool = True
-
-
-class Spec(_Model):
-    """One environment: everything pgfleet needs to build and run it."""
-
-    environment: str = Field(pattern=_NAME)
-    provider: Literal["hcloud", "static", "lab"]
-    production: bool = False
-    location: str = "fsn1"
-    network: NetworkSpec = NetworkSpec()
-    admin_cidrs: list[str] = []
-    client_cidrs: list[str] = []
-    ssh_user: str = "root"
-    ssh_public_key: str | None = None
-    clusters: list[ClusterSpec] = Field(min_length=1)
-    pgbouncer: PgBouncerSpec = PgBouncerSpec()
-    etcd: EtcdSpec = EtcdSpec()
-    backups: BackupSpec = BackupSpec()
-    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
-    failover: FailoverSpec = FailoverSpec()
-    lab: LabSpec = LabSpec()
-
-    @property
-    def network_zone(self) -> str:
-        return LOCATIONS[self.location]
-
-    def cluster(self, name: str) -> ClusterSpec:
-        for c in self.clusters:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
-    def node_names(self, cluster: ClusterSpec) -> list[str]:
-        """Host names of a cluster's database nodes, in order (``<env>-<cluster>-<n>``)."""
-        if self.provider == "static":
-            return [h.name for h in cluster.hosts]
-        return [f"{self.environment}-{cluster.name}-{i}" for i in range(1, cluster.nodes + 1)]
-
-    def etcd_names(self) -> list[str]:
-        """Host names that run etcd: dedicated nodes, or the first cluster's first members."""
-        if self.etcd.placement == "dedicated":
-            return [f"{self.environment}-etcd-{i}" for i in range(1, self.etcd.members + 1)]
-        return self.node_names(self.clusters[0])[: self.etcd.members]
+from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SERVER_TYPES
+from pgfleet.schema import (  # noqa: F401  (the models are part of this module's interface)
+    NAMESPACE, LAB_SUBNET, _NAME, _IDENT, _Model, DatabaseSpec, StaticHostSpec, ClusterSpec, PgBouncerSpec, EtcdSpec, BackupSpec, LoadBalancerSpec, FailoverSpec, NetworkSpec, LabSpec, Spec,
+)
 
 
 # --------------------------------------------------------------------------- loading
@@ -240,6 +100,9 @@ def parse(data: dict[str, Any], source: str = "<spec>") -> Spec:
     problems = _semantic_problems(spec)
     if problems:
         raise SpecError(source, problems)
+    if spec.provider != "lab" and spec.lab.client_host:
+        # the lab section means nothing outside the lab: no client host is planned for other stacks
+        spec = spec.model_copy(update={"lab": LabSpec(client_host=False)})
     return spec
 
 
@@ -348,7 +211,6 @@ def _cidr(value: str, field: str, problems: list[Problem]) -> ipaddress.IPv4Netw
 
 def _semantic_problems(spec: Spec) -> list[Problem]:
     """Cross-field checks: everything a schema cannot say."""
-    from pgfleet import sizing  # sizing depends on the spec model
 
     p: list[Problem] = []
     ns = "pgfleet:"

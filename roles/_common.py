@@ -17,7 +17,8 @@ from pyinfra.api import FactBase, OperationError
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, python
 
-from pgfleet import contract, templating
+from pgfleet import contract, handoff, templating
+from pgfleet.secrets import Secrets
 
 TEMPLATES = templating.TEMPLATES
 #: Where converge steps keep the desired input and, once applied, a copy of it.
@@ -31,6 +32,11 @@ _env = templating._env().overlay(trim_blocks=True, lstrip_blocks=True)
 def render(template: str, **context: Any) -> str:
     """Render ``templates/<template>``; every variable it uses must be given."""
     return _env.get_template(template).render(**context)
+
+
+def secrets() -> Secrets:
+    """The stack's secrets (the deploy's hand-off file carries them beside, never in, host data)."""
+    return handoff.secrets(host.data.pgfleet_stack)
 
 
 def data() -> dict[str, Any]:
@@ -75,9 +81,11 @@ def run_reporting(command: str, title: str) -> None:
     """Run ``command`` on the current host, show its output, raise with it on failure."""
     ok, output = host.run_shell_command(command=command, print_output=False)
     if not ok:
+        handoff.record("error_output", host=host.name, step=f"Apply {title}", output=output.output.splitlines())
         raise OperationError(f"{title} failed on {host.name}:\n{output.output}")
     for line in output.stdout_lines:
         logger.warning(f"[{host.name}] {title}: {line}")
+        handoff.record("output", host=host.name, title=title, line=line)
 
 
 class Virtualization(FactBase):
@@ -124,3 +132,4 @@ def in_container() -> str | None:
 def note(message: str) -> None:
     """A visible note in the deploy output (skips are said, never silent)."""
     logger.warning(f"[{host.name}] note: {message}")
+    handoff.record("note", host=host.name, message=message)

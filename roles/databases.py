@@ -11,8 +11,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from pgfleet import contract, scram
-from pgfleet.hostdata import secrets_for
-from roles._common import converge, render
+from roles._common import converge, render, secrets
 from roles.node import program
 
 DEFAULTS: dict[str, object] = {"databases_psql": f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -q -At -d postgres"}
@@ -40,5 +39,5 @@ def setup_sql(d: dict, passwords: dict[str, str]) -> str:
 @deploy("Databases", data_defaults=DEFAULTS)
 def apply() -> None:
     d = host.data
-    sql = setup_sql(d.dict(), secrets_for(d.pgfleet_stack).passwords)
+    sql = setup_sql(d.dict(), secrets().passwords)
     converge("databases.sql", sql, f"{program('on-leader')} {d.databases_psql} < {{desired}}")

@@ -17,9 +17,8 @@ from pyinfra.operations import files, systemd
 from collections.abc import Callable
 
 from pgfleet import contract, sizing
-from pgfleet.hostdata import secrets_for
 from pgfleet.inventory import ROLE_POSTGRES
-from roles._common import HardNofile, ServiceActive, converge, data, put, render
+from roles._common import HardNofile, ServiceActive, converge, data, put, render, secrets
 from roles.node import program
 
 LEADER_AWAY_UNIT = contract.LEADER_AWAY_UNIT
@@ -45,7 +44,7 @@ def apply(node_changed: Callable[[], bool]) -> None:
         systemd.service(name="etcd restart (configuration changed)", service=d.etcd_service, restarted=True,
                         _if=lambda: env.did_change() or unit.did_change())
 
-    s = secrets_for(d.pgfleet_stack)
+    s = secrets()
     desired = json.dumps({"root_password": s.password("etcd_root"), "user": contract.ETCD_PATRONI_USER,
                           "user_password": s.password("etcd_patroni"), "prefix": contract.PATRONI_NAMESPACE}, sort_keys=True)
     converge("etcd-auth.json", desired, f"{program('etcd-auth')} {{desired}}", when=host.name == d.etcd_first_member)

@@ -4,8 +4,8 @@
 replica is healthy), 5002/5003 the same for PostgreSQL itself, 7000 serves
 stats and Prometheus metrics. Health comes from Patroni's REST API over
 HTTPS (``/primary``, ``/replica``), with timing from
-:func:`pgfleet.sizing.haproxy_timing` and ``maxconn`` from
-:func:`pgfleet.sizing.connection_limits` so it fits the host's open-files limit.
+:func:`pgfleet.sizing.haproxy_timing` (host data ``haproxy_timing``) and ``maxconn`` from
+:func:`pgfleet.sizing.service_limits` so it fits the host's open-files limit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
 from pgfleet import contract, sizing
-from pgfleet.hostdata import connection_limits, spec_for
 from roles._common import HardNofile, ServiceActive, data, put, render
 
 DEFAULTS = {"haproxy_config": "/etc/haproxy/haproxy.cfg"}
@@ -35,9 +34,9 @@ BACKENDS = [
 
 
 def config(d: dict, nofile: int) -> str:
-    lim = connection_limits(d["pgfleet_stack"], d["pgfleet_cluster"], nofile)
-    timing = sizing.haproxy_timing(sizing.patroni_timing(spec_for(d["pgfleet_stack"])))
-    return render("haproxy/haproxy.cfg.j2", **d, maxconn=lim["haproxy_maxconn"], timing=timing, endpoints=ENDPOINTS, backends=BACKENDS)
+    lim = sizing.service_limits(nofile, d["pgbouncer_pool_connections"], d["pgbouncer_client_limit"])
+    return render("haproxy/haproxy.cfg.j2", **d, maxconn=lim["haproxy_maxconn"], timing=d["haproxy_timing"],
+                  endpoints=ENDPOINTS, backends=BACKENDS)
 
 
 @deploy("HAProxy", data_defaults=DEFAULTS)

@@ -16,9 +16,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from pgfleet import contract, sizing
-from pgfleet.hostdata import secrets_for
 from pgfleet.secrets import Secrets
-from roles._common import HardNofile, ServiceActive, converge, data, in_container, note, put, render
+from roles._common import HardNofile, ServiceActive, converge, data, in_container, note, put, render, secrets
 from roles.node import program
 
 DEFAULTS = {
@@ -49,9 +48,10 @@ def unit_file(d: dict, hard_nofile: int) -> str:
 
 
 @deploy("Patroni", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(tls_reissued: bool = False) -> None:
+    """``tls_reissued``: the host certificate was replaced (roles/tls.py), so a running Patroni reloads."""
     d = host.data
-    s = secrets_for(d.pgfleet_stack)
+    s = secrets()
     was_running = host.get_fact(ServiceActive, unit=contract.PATRONI_UNIT)
     container = in_container()
     if container:
@@ -72,7 +72,7 @@ def apply() -> None:
     systemd.service(name="Patroni running", service=contract.PATRONI_UNIT, running=True, enabled=True)
     if was_running:
         systemd.service(name="Patroni reload (host configuration changed)", service=contract.PATRONI_UNIT, reloaded=True,
-                        _if=lambda: conf.did_change() or bool(host.data.get("tls_reissued")))
+                        _if=lambda: conf.did_change() or tls_reissued)
     server.shell(name="Wait for PostgreSQL under Patroni", commands=[f"{program('wait-member')} {d.patroni_start_timeout}"],
                  _if=lambda: not was_running or conf.did_change())
 

@@ -27,9 +27,8 @@ from pyinfra.operations import files, systemd
 
 from pgfleet import contract, tls
 from pgfleet.backup import repo
-from pgfleet.hostdata import secrets_for
 from roles import tls as tls_role
-from roles._common import converge, data, put, render
+from roles._common import converge, data, put, render, secrets
 from roles.node import program
 
 DEFAULTS = {
@@ -67,11 +66,12 @@ def stanza_identity(d: dict) -> str:
 
 
 @deploy("pgBackRest", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(tls_reissued: bool = False) -> None:
+    """``tls_reissued``: the host certificate was replaced (roles/tls.py), so the TLS server restarts."""
     d = host.data
     if not d.pgbackrest_enabled:
         return
-    s = secrets_for(d.pgfleet_stack)
+    s = secrets()
     pg = contract.POSTGRES_OS_USER
     files.directory(name="pgBackRest configuration directory", path=contract.PGBACKREST_CONFIG_DIR, user="root", group=pg, mode="0750")
     for path in ("/var/log/pgbackrest", d.pgbackrest_spool):
@@ -88,10 +88,9 @@ def apply() -> None:
                          common_name=d.pgbackrest_client_cn)
     # Debian's pgbackrest.service runs `pgbackrest server` as postgres; it reads its TLS settings at start
     started = systemd.service(name="pgBackRest TLS server running", service=contract.PGBACKREST_UNIT, running=True, enabled=True)
-    reissued = bool(getattr(d, "tls_reissued", False))
     systemd.service(name="pgBackRest TLS server restart (configuration or host certificate changed)",
                     service=contract.PGBACKREST_UNIT, restarted=True,
-                    _if=lambda: (conf.did_change() or reissued) and not started.did_change())
+                    _if=lambda: (conf.did_change() or tls_reissued) and not started.did_change())
 
     stanza = d.pgbackrest_stanza
     pgbr = f"runuser -u {pg} -- pgbackrest --stanza={stanza}"

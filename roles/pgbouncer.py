@@ -3,8 +3,8 @@
 Passwords are looked up with ``auth_query`` through a low-privilege user that
 authenticates by peer over the Unix socket, so no password file exists; the
 monitoring user is listed only as a SCRAM verifier for the stats console.
-Limits come from :func:`pgfleet.sizing.connection_limits` and the host's
-real open-files limit.
+Limits come from :func:`pgfleet.sizing.service_limits` (:func:`limits`): the
+pool figures in host data and the host's real open-files limit.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
 from pgfleet import contract, scram, sizing
-from pgfleet.hostdata import connection_limits, secrets_for
-from roles._common import HardNofile, ServiceActive, data, put, render
+from roles._common import HardNofile, ServiceActive, data, put, render, secrets
 
 DEFAULTS: dict[str, object] = {}
+
+
+def limits(d: dict, nofile: int) -> dict[str, int]:
+    """PgBouncer's and HAProxy's limits on a host whose services may open ``nofile`` files."""
+    return sizing.service_limits(nofile, d["pgbouncer_pool_connections"], d["pgbouncer_client_limit"])
 
 
 def ini(d: dict, max_client_conn: int) -> str:
@@ -31,12 +35,13 @@ def userlist(monitor_password: str) -> str:
 
 
 @deploy("PgBouncer", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(tls_reissued: bool = False) -> None:
+    """``tls_reissued``: the host certificate was replaced (roles/tls.py), so a running PgBouncer reloads."""
     d = host.data
     nofile = sizing.service_nofile(host.get_fact(HardNofile))
-    lim = connection_limits(d.pgfleet_stack, d.pgfleet_cluster, nofile)
+    lim = limits(data(), nofile)
     was_running = host.get_fact(ServiceActive, unit=contract.PGBOUNCER_UNIT)
-    monitor_pw = secrets_for(d.pgfleet_stack).password("monitor")
+    monitor_pw = secrets().password("monitor")
     users = put("PgBouncer stats user (SCRAM verifier)", "/etc/pgbouncer/userlist.txt",
                 userlist(monitor_pw), mode="0640", group=contract.POSTGRES_OS_USER)
     conf = put("PgBouncer configuration", "/etc/pgbouncer/pgbouncer.ini", ini(data(), lim["pgbouncer_max_client_conn"]),
@@ -48,4 +53,4 @@ def apply() -> None:
     if was_running:
         systemd.service(name="PgBouncer restart (unit changed)", service=contract.PGBOUNCER_UNIT, restarted=True, _if=unit.did_change)
         systemd.service(name="PgBouncer reload (configuration changed)", service=contract.PGBOUNCER_UNIT, reloaded=True,
-                        _if=lambda: (conf.did_change() or users.did_change() or bool(host.data.get("tls_reissued"))) and not unit.did_change())
+                        _if=lambda: (conf.did_change() or users.did_change() or tls_reissued) and not unit.did_change())

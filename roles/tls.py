@@ -15,8 +15,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
 from pgfleet import contract, tls
-from pgfleet.hostdata import secrets_for
-from roles._common import note, put
+from roles._common import note, put, secrets
 
 DEFAULTS = {
     "tls_dir": contract.TLS_DIR,
@@ -27,22 +26,23 @@ DEFAULTS = {
 
 
 @deploy("TLS", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply() -> bool:
+    """Returns whether the host certificate was replaced (deploy.py passes it to the roles that reload for it)."""
     d = host.data
-    s = secrets_for(d.pgfleet_stack)
+    s = secrets()
     names = tls.Names.of(d.tls_dns_names, d.tls_ip_addresses)
     files.directory(name="TLS directory", path=d.tls_dir, mode="0755", user="root", group="root")
     put("Cluster CA certificate", f"{d.tls_dir}/ca.crt", s.ca_cert_pem)
     put("Host key", f"{d.tls_dir}/host.key", tls.key_pem(tls.host_key(s.ca_key_pem, host.name)), mode="0640", group=d.tls_group)
 
     # later roles reload their service when the certificate was replaced
-    host.data.tls_reissued = certificate("Host certificate", f"{d.tls_dir}/host.crt", host.name, names)
+    return certificate("Host certificate", f"{d.tls_dir}/host.crt", host.name, names)
 
 
 def certificate(name: str, path: str, key_name: str, names: tls.Names, common_name: str | None = None) -> bool:
     """Keep the certificate at ``path`` (for the derived key ``key_name``) or issue it anew when
     :func:`pgfleet.tls.why_reissue` says so; True when an existing certificate is replaced."""
-    s = secrets_for(host.data.pgfleet_stack)
+    s = secrets()
     current = host.get_fact(FileContents, path=path)
     current_pem = "\n".join(current) + "\n" if current else None
     why = tls.why_reissue(current_pem, s.ca_cert_pem, s.ca_key_pem, key_name, names, common_name=common_name)

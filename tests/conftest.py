@@ -80,7 +80,9 @@ def lab(request: pytest.FixtureRequest, lab_spec):  # type: ignore[no-untyped-de
         lab_mod.up(lab_spec)
     except PgfleetError as e:
         pytest.fail(f"the lab could not start: {e}", pytrace=False)
-    return lab_mod.inventory(lab_spec)
+    from pgfleet.providers.lab import inventory
+
+    return inventory(lab_spec)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +95,6 @@ def deployed(lab, lab_spec):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def lab_secrets(lab_spec):  # type: ignore[no-untyped-def]
-    from pgfleet import secrets
+    from pgfleet.stack import Stack
 
-    return secrets.load(LAB_STACK, lab_spec)
+    return Stack(LAB_STACK, lab_spec).secrets

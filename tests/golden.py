@@ -6,7 +6,7 @@ The snapshot of a stack holds
 * ``hosts``: every host's data as the roles see it, and every file the roles
   render for it (keyed by the function or template that produces it), with the
   inputs a deploy would otherwise take from the host or the stack's state
-  fixed: deterministic secrets (tests/deploy_fixtures.fixed_secrets), a hard
+  fixed: deterministic secrets (``fixed_secrets`` in tests/deploy_fixtures.py), a hard
   open-files limit of :data:`HARD_NOFILE`, and the container kind the stack's
   hosts really report (lab: systemd-nspawn, Hetzner: none);
 * ``pulumi`` (not for the lab, which the program refuses): every resource the
@@ -39,7 +39,6 @@ from typing import Any
 from deploy_fixtures import fixed_secrets, host_datas
 from pgfleet import sizing
 from pgfleet import tls as tls_mod
-from pgfleet.hostdata import connection_limits
 from pgfleet.inventory import ROLE_ETCD, ROLE_POSTGRES
 from pgfleet.secrets import Secrets
 from pulumi_harness import Run, issued_id, run_program
@@ -112,7 +111,7 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
         for unit, text in pgbackrest.units(d).items():
             out[f"roles.pgbackrest.units {unit}"] = text
     # pgbouncer, haproxy
-    lim = connection_limits(d["pgfleet_stack"], d["pgfleet_cluster"], nofile)
+    lim = pgbouncer.limits(d, nofile)
     out["roles.pgbouncer.userlist"] = pgbouncer.userlist(sec.password("monitor"))
     out["roles.pgbouncer.ini"] = pgbouncer.ini(d, lim["pgbouncer_max_client_conn"])
     out["pgbouncer/override.conf.j2"] = render("pgbouncer/override.conf.j2", nofile=min(nofile, lim["pgbouncer_nofile"]), tls_group=d["tls_group"])

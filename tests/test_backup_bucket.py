@@ -69,15 +69,16 @@ def test_wrong_credentials_name_bucket_and_endpoint() -> None:
 def test_deploy_with_refused_keys_stops_before_any_host_is_touched(monkeypatch) -> None:
     from deploy_fixtures import fake_inventory, fake_secrets
     from pgfleet import deployment, spec
+    from pgfleet.providers.hcloud import HcloudProvider
 
     prod = spec.load("prod")
     # moto stands in for the object storage (an endpoint it intercepts); it checks keys like S3 does
     s = prod.model_copy(update={"backups": prod.backups.model_copy(update={"endpoint": "s3.eu-central-1.amazonaws.com",
                                                                             "region": "eu-central-1"})})
-    monkeypatch.setattr(deployment.inv_mod, "load", lambda stack, sp: fake_inventory(s, "prod"))
+    monkeypatch.setattr(HcloudProvider, "inventory", lambda self: fake_inventory(s, "prod"))
     sec = fake_secrets(s)
     sec.passwords.update(s3_access_key="AKIAWRONGKEY", s3_secret_key="wrong")  # prod's come from Pulumi config secrets
-    monkeypatch.setattr(deployment.secrets, "load", lambda stack, sp: sec)
+    monkeypatch.setattr(HcloudProvider, "secrets", lambda self: sec)
     started: list[object] = []
     monkeypatch.setattr(deployment.subprocess, "Popen", lambda *a, **k: started.append(a))
     with pytest.raises(BucketError) as e:

@@ -141,7 +141,7 @@ def test_restore_target_formats() -> None:
     import datetime as dt
 
     from pgfleet.backup import catalog
-    from pgfleet.backup.cli import parse_target, pgbackrest_time
+    from pgfleet.backup.commands import parse_target, pgbackrest_time
 
     t = parse_target("2026-11-25T09:15:00.123456+01:00")
     assert pgbackrest_time(t) == "2026-11-25 08:15:00.123456+00"
@@ -154,7 +154,7 @@ def test_restore_target_formats() -> None:
 def test_restore_options_latest_and_to_a_moment() -> None:
     import datetime as dt
 
-    from pgfleet.backup.cli import restore_args
+    from pgfleet.backup.commands import restore_args
 
     # pgBackRest refuses --target-action without a target type (found by bench/backup.py's restore --to latest)
     assert restore_args(None) == ["--delta", "--type=default"]

@@ -27,7 +27,7 @@ import pytest
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import lab as lab_mod
-from pgfleet.backup.cli import START_PATRONI
+from pgfleet.backup.commands import START_PATRONI
 from pgfleet.lab import objectstore
 from pgfleet.lab.layout import Layout
 

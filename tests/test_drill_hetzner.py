@@ -1,4 +1,4 @@
-"""Unit tests: drill faults on Hetzner stacks (pgfleet/drill/hetzner.py). No request leaves this machine."""
+"""Unit tests: drill faults on Hetzner stacks (pgfleet/providers/hetzner.py). No request leaves this machine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pgfleet.drill import hetzner
+from pgfleet.providers import hetzner
 
 
 class FakeHetzner:

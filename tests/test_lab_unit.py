@@ -11,7 +11,7 @@ from pgfleet import spec as spec_mod
 from pgfleet.errors import LabError
 from pgfleet.lab import image, network, ssh, system
 from pgfleet.lab.layout import Layout, bridge_name
-from pgfleet.lab.ops import inventory
+from pgfleet.providers.lab import inventory
 from pgfleet.templating import render
 
 

@@ -3,8 +3,9 @@
 Scenarios only speak this interface, so the same drill runs against the lab,
 a static stack or Hetzner Cloud. :class:`PatroniControl` implements it with
 what the deploy set up (Patroni's authenticated REST API, the inventory's SSH
-access, pgfleet's DSNs), the lab's fault functions, and on Hetzner its API
-for power and the members' nftables for partitions (:mod:`pgfleet.drill.hetzner`).
+access, pgfleet's DSNs) and, for power and the network, the stack's provider
+(:mod:`pgfleet.providers`: the lab's fault tools; on Hetzner its API for power
+and the members' nftables for partitions).
 
 What a provider cannot do yet raises :class:`DrillNotWired` naming the missing
 piece instead of pretending.
@@ -13,29 +14,29 @@ piece instead of pretending.
 from __future__ import annotations
 
 import shlex
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgfleet import contract, remote
+from pgfleet import contract, providers
 from pgfleet.node import patroni
 from pgfleet.node.patroni import Member
-from pgfleet.drill import hetzner
-from pgfleet.errors import ClusterError, PgfleetError
+from pgfleet.errors import ClusterError, NotPossible, PgfleetError
+from pgfleet.providers.base import run_on
 
 if TYPE_CHECKING:
     from pgfleet.inventory import Inventory
     from pgfleet.secrets import Secrets
     from pgfleet.spec import ClusterSpec, Spec
+    from pgfleet.stack import Stack
 
 PATRONI_PORT = contract.PATRONI_REST_PORT
 POSTGRES_PORT = contract.POSTGRES_PORT
 
 
-class DrillNotWired(PgfleetError):
-    """A drill step needs something the lab, the deploy or a provider does not offer yet."""
+#: A drill step needs something the lab, the deploy or a provider does not offer yet.
+DrillNotWired = NotPossible
 
 
 # --------------------------------------------------------------------------- cluster state
@@ -218,9 +219,9 @@ class PatroniControl(ClusterControl):
     """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
     deploy's REST user) for state and switchover, the application DSN from
     :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
-    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
+    the stack's provider (:mod:`pgfleet.providers`) for power and network.
 
-    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
+    Names come from the deploy (roles/patroni.py, roles/etcd.py, pgfleet/contract.py):
     units ``patroni.service`` and ``etcd.service``, REST user
     :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
     over the network (pg_hba rejects it), so direct probes and the set check
@@ -229,17 +230,16 @@ class PatroniControl(ClusterControl):
 
     def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
         from pgfleet import cluster as cluster_mod
-        from pgfleet import hostdata
 
         self.stack = stack
         self.cluster = cluster.name
         self.synchronous = cluster.synchronous
-        self.provider = spec.provider
+        self.provider = providers.get(stack, spec)
         self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
-        members = hostdata.cluster_members(inv, cluster.name)
+        members = inv.cluster_members(cluster.name)
         self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
         self.expected_members = len(self.hosts)
-        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
+        self._etcd = [h.name for h in inv.etcd_hosts()]
         self._database = cluster.databases[0]
         self._ca_file = cluster_mod.ca_file(stack, secrets)
         self._passfile = cluster_mod.passfile(stack, spec, secrets)
@@ -248,14 +248,14 @@ class PatroniControl(ClusterControl):
     @classmethod
     def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
         """Build from the stack's spec, inventory and secrets."""
-        from pgfleet import inventory as inv_mod
-        from pgfleet import secrets as secrets_mod
-        from pgfleet import spec as spec_mod
+        from pgfleet.stack import Stack
 
-        spec = spec_mod.load(stack)
-        name = spec_mod.stack_name(stack)
-        c = spec.cluster(cluster) if cluster else spec.clusters[0]
-        return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
+        return cls.of(Stack.open(stack), cluster)
+
+    @classmethod
+    def of(cls, st: Stack, cluster: str | None = None) -> PatroniControl:
+        """The cluster ``cluster`` (default: the first) of an opened stack."""
+        return cls(st.name, st.spec, st.cluster(cluster), st.inventory(), st.secrets)
 
     # ---- Patroni REST
 
@@ -263,150 +263,6 @@ class PatroniControl(ClusterControl):
         from pgfleet import cluster as cluster_mod
 
         return cluster_mod.rest_client(self.hosts[member], self._secrets, auth=auth, timeout=timeout)
-
-    def state(self) -> ClusterState:
-        """Members, roles, timelines as Patroni reports them (any reachable member)."""
-
-    @abstractmethod
-    def rw_dsn(self) -> str:
-        """The application's read-write endpoint (HAProxy → PgBouncer → primary)."""
-
-    @abstractmethod
-    def direct_dsn(self, member: str) -> str:
-        """PostgreSQL on one member, no pooler, no HAProxy: for set checks and probes."""
-
-    def entry_address(self, member: str) -> str:
-        """The address clients dial to enter through ``member`` (what ``conn.info.hostaddr`` reports)."""
-        raise DrillNotWired(f"this cluster control cannot tell which address enters through {member}")
-
-    @abstractmethod
-    def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
-        """Run a command as root on a member; returns stdout, raises on failure."""
-
-    @abstractmethod
-    def switchover(self, leader: str, candidate: str | None) -> None:
-        """Planned switchover through Patroni's authenticated REST API."""
-
-    @abstractmethod
-    def power_off(self, member: str) -> None: ...
-
-    @abstractmethod
-    def power_on(self, member: str) -> None: ...
-
-    @abstractmethod
-    def partition(self, member: str) -> None:
-        """Cut the member off the network while it keeps running."""
-
-    @abstractmethod
-    def heal(self, member: str) -> None: ...
-
-    @abstractmethod
-    def sql_isolated(self, member: str, sql: str) -> str:
-        """Run SQL on a member that the network cannot reach (partitioned):
-        through the provider's own channel, as the postgres OS user."""
-
-    # ---- built on run(): the unit names must match roles/ (see __init__ of implementations)
-
-    patroni_unit = contract.unit_name(contract.PATRONI_UNIT)
-    etcd_unit = contract.unit_name(contract.ETCD_UNIT)
-
-    def kill_postgres(self, member: str) -> None:
-        """SIGKILL the postmaster; Patroni stays and decides what happens next."""
-        self.run(member, ["sh", "-c", _KILL_POSTMASTER])
-
-    def kill_patroni(self, member: str) -> None:
-        """SIGKILL Patroni's main process only; PostgreSQL keeps running under it."""
-        self.run(member, ["systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", self.patroni_unit])
-
-    def start_patroni(self, member: str) -> None:
-        self.run(member, ["systemctl", "start", self.patroni_unit])
-
-    def kill_etcd(self, member: str) -> None:
-        self.run(member, ["systemctl", "kill", "--signal=SIGKILL", self.etcd_unit])
-
-    def start_etcd(self, member: str) -> None:
-        self.run(member, ["systemctl", "start", self.etcd_unit])
-
-    def etcd_members(self) -> list[str]:
-        """Members that run an etcd member (co-located placement)."""
-        return []
-
-    def health(self) -> list[str]:
-        try:
-            return health_problems(self.state(), self.expected_members, self.synchronous)
-        except PgfleetError as e:
-            return [str(e)]
-
-
-#: The postmaster is the ``postgres`` process whose parent is not ``postgres``.
-_KILL_POSTMASTER = (
-    'found=; for p in $(ps -C postgres -o pid=); do '
-    'pp=$(ps -o ppid= -p "$p" | tr -d " "); '
-    '[ "$(cat /proc/$pp/comm 2>/dev/null)" = postgres ] || { kill -KILL "$p"; found=$p; }; done; '
-    '[ -n "$found" ] || { echo "no postmaster running" >&2; exit 1; }'
-)
-
-
-# --------------------------------------------------------------------------- Patroni + inventory
-
-
-class PatroniControl(ClusterControl):
-    """A cluster deployed by pgfleet: Patroni REST (HTTPS, cluster CA, the
-    deploy's REST user) for state and switchover, the application DSN from
-    :func:`pgfleet.cluster.dsn`, commands over the inventory's SSH access, and
-    the lab's own fault functions (:mod:`pgfleet.lab`) for power and network.
-
-    Names come from the deploy (roles/patroni, roles/etcd, pgfleet.hostdata):
-    units ``patroni.service`` and ``etcd.service``, REST user
-    :data:`~pgfleet.contract.PATRONI_REST_USER`. The superuser never logs in
-    over the network (pg_hba rejects it), so direct probes and the set check
-    connect as the database owner, verify-full, with the stack's passfile.
-    """
-
-    def __init__(self, stack: str, spec: Spec, cluster: ClusterSpec, inv: Inventory, secrets: Secrets):
-        from pgfleet import cluster as cluster_mod
-        from pgfleet import hostdata
-
-        self.stack = stack
-        self.cluster = cluster.name
-        self.synchronous = cluster.synchronous
-        self.provider = spec.provider
-        self._spec, self._cluster, self._inv, self._secrets = spec, cluster, inv, secrets
-        members = hostdata.cluster_members(inv, cluster.name)
-        self.hosts = {h.name: h.public_ip for h in members}  # member name -> address pgfleet dials
-        self.expected_members = len(self.hosts)
-        self._etcd = [h.name for h in hostdata.etcd_hosts(inv)]
-        self._database = cluster.databases[0]
-        self._ca_file = cluster_mod.ca_file(stack, secrets)
-        self._passfile = cluster_mod.passfile(stack, spec, secrets)
-        self._rw_dsn: str | None = None
-
-    @classmethod
-    def from_stack(cls, stack: str, cluster: str | None = None) -> PatroniControl:
-        """Build from the stack's spec, inventory and secrets."""
-        from pgfleet import inventory as inv_mod
-        from pgfleet import secrets as secrets_mod
-        from pgfleet import spec as spec_mod
-
-        spec = spec_mod.load(stack)
-        name = spec_mod.stack_name(stack)
-        c = spec.cluster(cluster) if cluster else spec.clusters[0]
-        return cls(name, spec, c, inv_mod.load(name, spec), secrets_mod.load(name, spec))
-
-    # ---- Patroni REST
-
-    def _rest(self, host: str, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0,
-              method: str = "POST") -> tuple[int, bytes]:
-        req = urllib.request.Request(f"https://{host}:{PATRONI_PORT}{path}", method=method if body is not None else "GET")
-        if body is not None:
-            req.data = json.dumps(body).encode()
-            req.add_header("Content-Type", "application/json")
-            req.add_header("Authorization", self._rest_auth)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
 
     def state(self) -> ClusterState:
         """The view most members share. A member that was cut off (partition)
@@ -477,69 +333,33 @@ class PatroniControl(ClusterControl):
     def run(self, member: str, argv: Sequence[str], timeout: float = 30.0) -> str:
         if member not in self.hosts:
             raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
-        try:
-            p = remote.run(self._inv, self._inv.host(member), argv, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ClusterError(f"{member}: {shlex.join(argv)} did not finish within {timeout:.0f}s") from None
-        if p.returncode != 0:
-            raise ClusterError(f"{member}: {shlex.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
-        return p.stdout
+        return run_on(self._inv, member, argv, timeout=timeout)
 
     def etcd_members(self) -> list[str]:
         return [m for m in self._etcd if m in self.hosts]
 
-    # ---- faults only a provider can cause
+    # ---- faults only a provider can cause (lab: its fault tools; Hetzner: its API for power, the member's
+    # nftables for partitions; static hosts: partitions only, nothing pgfleet can power off)
 
-    # lab: `pgfleet lab kill|start|partition|heal|exec`; Hetzner: its API for power, the member's nftables for
-    # partitions (pgfleet/drill/hetzner.py); static hosts: partitions only (nothing pgfleet can power off)
-
-    def _hetzner(self) -> hetzner.Api:
-        if self.provider != "hcloud":
-            raise DrillNotWired(f"powering a member off on provider {self.provider!r} is not possible from pgfleet: "
-                                "static hosts have no API for it (node-loss runs in the lab and on Hetzner stacks)")
-        return hetzner.Api(hetzner.token())
+    def _member(self, member: str) -> str:
+        if member not in self.hosts:
+            raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
+        return member
 
     def power_off(self, member: str) -> None:
-        from pgfleet import lab
-
-        if self.provider != "lab":
-            self._hetzner().action(member, "poweroff")
-        elif not lab.kill(self._spec, member):
-            raise ClusterError(f"{member} was not running, so it could not be powered off")
+        self.provider.power_off(self._inv, member)
 
     def power_on(self, member: str) -> None:
-        from pgfleet import lab
-
-        if self.provider != "lab":
-            self._hetzner().action(member, "poweron")
-        else:
-            lab.start(self._spec, member)
+        self.provider.power_on(self._inv, member)
 
     def partition(self, member: str) -> None:
-        from pgfleet import lab
-
-        if self.provider == "lab":
-            lab.partition(self._spec, member)
-        else:  # SSH keeps working over the public interface: only the private network is cut
-            self.run(member, ["sh", "-c", hetzner.partition_script(self._spec.network.ip_range)])
+        self.provider.isolate(self._inv, self._member(member))
 
     def heal(self, member: str) -> None:
-        from pgfleet import lab
-
-        if self.provider == "lab":
-            lab.heal(self._spec, member)
-        else:
-            self.run(member, ["sh", "-c", hetzner.heal_script()])
+        self.provider.heal(self._inv, self._member(member))
 
     def sql_isolated(self, member: str, sql: str) -> str:
         """SQL on a partitioned member as postgres over its socket: the lab's console, or SSH on the public address."""
-        from pgfleet import lab
-
         psql = (f"runuser -u {contract.POSTGRES_OS_USER} -- psql -X -At -v ON_ERROR_STOP=1 -d {shlex.quote(self._database.name)} "
                 f"-c {shlex.quote(sql)}")
-        if self.provider != "lab":
-            return self.run(member, ["sh", "-c", psql])
-        cp = lab.exec_on(self._spec, member, psql, timeout=30, check=False)
-        if cp.returncode != 0:
-            raise ClusterError(f"{member}: {sql} failed: {(cp.stderr or cp.stdout).strip()}")
-        return cp.stdout
+        return self.provider.run_isolated(self._inv, self._member(member), psql, what=sql, timeout=30)

@@ -20,23 +20,25 @@ from pgfleet.fleet.components import (
     FleetAccess,
     FleetNetwork,
 )
-from pgfleet.inventory import ROLE_ETCD, HostPlan, Inventory, InventoryHost, from_static, plan
+from pgfleet import providers
+from pgfleet.inventory import ROLE_ETCD, HostPlan, Inventory, InventoryHost, plan
 from pgfleet.spec import Spec
 
 
 def build(spec: Spec, stack: str) -> dict[str, pulumi.Output]:
     """Create the stack's resources; returns the outputs to export, by name."""
-    if spec.provider == "lab":
-        raise PgfleetError(f"stack {stack!r} uses provider lab, which the Pulumi program does not build: "
-                           "its hosts run on this machine. Use 'pgfleet lab up' (or 'pgfleet up lab') instead")
-    if spec.provider == "hcloud":
+    provider = providers.get(stack, spec)
+    refusal = provider.pulumi_refusal()
+    if refusal is not None:
+        raise PgfleetError(refusal)
+    if provider.pulumi_builds_hosts:
         policy.check_hcloud(spec)  # refuse before anything is created
     secrets = ClusterSecrets("secrets", spec, stack)
-    if spec.provider == "static":
-        # The machines exist already; only the secrets need the stack's encrypted state.
-        inventory: pulumi.Output = pulumi.Output.from_input(from_static(spec, stack).model_dump())
+    if provider.pulumi_builds_hosts:
+        inventory: pulumi.Output = _hcloud_fleet(spec, stack)
     else:
-        inventory = _hcloud_fleet(spec, stack)
+        # The machines exist already; only the secrets need the stack's encrypted state.
+        inventory = pulumi.Output.from_input(provider.inventory().model_dump())
     # what clients need, without secrets: each endpoint's DSN (dead-peer detection included) and the CA to verify
     endpoints = inventory.apply(lambda inv: published_endpoints(spec, Inventory.model_validate(inv)))
     return {"inventory": inventory, "secrets": secrets.value, "endpoints": endpoints, "ca_cert": secrets.ca_cert.cert_pem}

@@ -43,28 +43,18 @@ def _locked(layout: Layout) -> Iterator[None]:
 
 
 def _lab_layout(spec: Spec) -> Layout:
-    if spec.provider != "lab":
-        raise LabError(f"stack {spec.environment!r} uses provider {spec.provider!r}, not the lab")
+    """The lab of ``spec`` (a lab stack: :mod:`pgfleet.providers.lab` hands out only those)."""
     return Layout.of(spec)
 
 
-def inventory(spec: Spec) -> Inventory:
+def inventory_of(layout: Layout) -> Inventory:
     """The lab's hosts in the shape the Pulumi program exports (addresses are known in advance)."""
-    layout = _lab_layout(spec)
     return Inventory(
-        stack=spec.environment, provider="lab",
+        stack=layout.stack, provider="lab",
         hosts=[InventoryHost(name=h.name, cluster=h.plan.cluster, roles=list(h.plan.roles), public_ip=h.address,
                              private_ip=h.address, ssh_user="root", server_type=h.plan.server_type) for h in layout.hosts],
         ssh_key_file=str(layout.ssh_key), known_hosts_file=str(layout.known_hosts),
     )
-
-
-def require_running(spec: Spec) -> None:
-    """Stop before any packet is sent when the lab is not up: ``the lab is not running: pgfleet lab up``."""
-    layout = _lab_layout(spec)
-    why = network.not_running(layout, [h.address for h in layout.hosts])
-    if why is not None:
-        raise LabError(f"the lab is not running: pgfleet lab up ({why}; stack {spec.environment!r})")
 
 
 @dataclass(frozen=True)
@@ -105,7 +95,7 @@ def _up(spec: Spec, layout: Layout, started: float, ssh_timeout: float) -> UpRep
         _boot(layout, layout.host(name), base, systemd_init)
     for h in layout.hosts:
         ssh.wait(layout, h, ssh_timeout, h.console_log)
-    return UpReport(inventory(spec), built, booted, time.monotonic() - started)
+    return UpReport(inventory_of(layout), built, booted, time.monotonic() - started)
 
 
 def _boot(layout: Layout, host: LabHost, base: Path, systemd_init: bool) -> None:

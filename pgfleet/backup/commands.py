@@ -1,8 +1,8 @@
-"""``pgfleet backup | backups | restore | check-backups``: the cluster's pgBackRest repository.
+"""What ``pgfleet backup | backups | restore | check-backups`` do to the cluster's pgBackRest repository.
 
 Every command runs pgBackRest on the database nodes over SSH (as the
 ``postgres`` user; the keys stay in the nodes' 0640 pgbackrest.conf and never
-appear on a command line). pgfleet/cli.py registers :data:`COMMANDS`.
+appear on a command line). The command line (options, help) is pgfleet/cli/backup.py.
 
 ``restore`` is an in-place point-in-time restore of the whole cluster:
 
@@ -30,25 +30,17 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Annotated
-
-import typer
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import contract
-from pgfleet import inventory as inv_mod
 from pgfleet import remote
-from pgfleet import spec as spec_mod
-from pgfleet import secrets as secrets_mod
-from pgfleet.backup import bucket, catalog, repo
+from pgfleet.backup import catalog, repo
 from pgfleet.node import backup_member as member
-from pgfleet.deploy_cli import ClusterOpt, Stack
 from pgfleet.errors import ClusterError, PgfleetError
-from pgfleet.hostdata import cluster_members
 from pgfleet.inventory import Inventory, InventoryHost
 from pgfleet.secrets import Secrets
 from pgfleet.spec import ClusterSpec, Spec
-from pgfleet.spec import load as load_spec
+from pgfleet.stack import Stack
 
 
 #: Start Patroni, once more after a short pause if systemd could not spawn it: right after a stop
@@ -88,19 +80,17 @@ class Ctx:
 
     @property
     def hosts(self) -> list[InventoryHost]:
-        return cluster_members(self.inv, self.cluster.name)
+        return self.inv.cluster_members(self.cluster.name)
 
     def host(self, name: str) -> InventoryHost:
         return self.inv.host(name)
 
 
 def context(stack: str, cluster: str | None) -> Ctx:
-    s = load_spec(stack)
-    if not s.backups.enabled:
+    st = Stack.open(stack)
+    if not st.spec.backups.enabled:
         raise PgfleetError(f"stack {stack}: backups are not enabled (pgfleet:backups.enabled)")
-    name = spec_mod.stack_name(stack)
-    c = s.cluster(cluster) if cluster else s.clusters[0]
-    return Ctx(name, s, c, inv_mod.load(name, s), secrets_mod.load(name, s))
+    return Ctx(st.name, st.spec, st.cluster(cluster), st.inventory(), st.secrets)
 
 
 # ---- commands on nodes
@@ -148,20 +138,6 @@ def backup_member(ctx: Ctx) -> tuple[InventoryHost, bool]:
     return ctx.host(name), next(m for m in ms if m.name == name).is_replica
 
 
-def claim_buckets(stack: str, spec: Spec, inv: Inventory, sec: Secrets) -> list[str]:
-    """Create or claim each cluster's repository path in the bucket (deploy runs this before touching hosts)."""
-    ca = cluster_mod.ca_file(stack, sec) if repo.uses_cluster_ca(spec) else None
-    out = []
-    for c in spec.clusters:
-        t = repo.bucket_target(spec, c, sec, ca)
-        try:
-            done = bucket.ensure_bucket(t, {"stack": stack, "cluster": c.name})
-        except bucket.BucketError as e:
-            raise bucket.BucketError(f"deploy of {stack} stopped at the backup bucket step, before any host was changed: {e}") from None
-        out.append(f"backups: {c.name}: bucket {t.bucket!r} at {t.url}: {done}")
-    return out
-
-
 # ---- catalog and window
 
 
@@ -207,9 +183,7 @@ def _t(t: dt.datetime) -> str:
 # ---- the commands
 
 
-def backup(stack: Stack,
-           type_: Annotated[str, typer.Option("--type", help="full | diff | incr")] = "full",
-           cluster: ClusterOpt = None) -> None:
+def backup(stack: str, type_: str = "full", cluster: str | None = None) -> None:
     """Take a backup now on the backup member: a streaming standby, the leader when none is (as the scheduled units do)."""
     if type_ not in repo.TYPES:
         raise PgfleetError(f"--type {type_!r}: choose one of {', '.join(repo.TYPES)}")
@@ -226,7 +200,7 @@ def backup(stack: Stack,
             print("  " + line.strip())
 
 
-def backups(stack: Stack, cluster: ClusterOpt = None) -> None:
+def backups(stack: str, cluster: str | None = None) -> None:
     """The repository's backups (times, sizes, WAL range) and the restorable window."""
     ctx = context(stack, cluster)
     h = leader(ctx)
@@ -244,10 +218,7 @@ def backups(stack: Stack, cluster: ClusterOpt = None) -> None:
     print(f"latest restorable:   {_t(w.latest) if w.latest else '-'}")
 
 
-def restore(stack: Stack,
-            to: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone, or 'latest'")],
-            yes: Annotated[bool, typer.Option("--yes", help="really replace the cluster's data")] = False,
-            cluster: ClusterOpt = None) -> None:
+def restore(stack: str, to: str, yes: bool = False, cluster: str | None = None) -> None:
     """Point-in-time restore of the whole cluster in place; every member is rebuilt."""
     ctx = context(stack, cluster)
     target = parse_target(to)
@@ -443,7 +414,7 @@ def _age(d: dt.timedelta) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s"
 
 
-def check_backups(stack: Stack, cluster: ClusterOpt = None) -> None:
+def check_backups(stack: str, cluster: str | None = None) -> None:
     """Archiving flowing, repository reachable, newest backup recent enough; exit 1 with the reasons otherwise."""
     ctx = context(stack, cluster)
     ok, bad = problems(ctx)
@@ -454,5 +425,3 @@ def check_backups(stack: Stack, cluster: ClusterOpt = None) -> None:
     if bad:
         raise PgfleetError(f"backups of {ctx.stack} / {ctx.cluster.name} need attention: {len(bad)} problem(s)")
 
-
-COMMANDS = (backup, backups, restore, check_backups)

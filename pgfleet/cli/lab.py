@@ -12,6 +12,8 @@ from rich.table import Table
 
 from pgfleet import lab
 from pgfleet import spec as spec_mod
+from pgfleet.providers import lab as lab_provider
+from pgfleet.stack import Stack
 
 lab_app = typer.Typer(no_args_is_help=True, help="The local multi-host lab (Debian 13 in systemd-nspawn).")
 console = Console()
@@ -21,7 +23,10 @@ Node = Annotated[str, typer.Argument(help="host name, e.g. lab-main-1")]
 
 
 def _spec(stack: str) -> spec_mod.Spec:
-    return spec_mod.load(stack)
+    """The validated spec of a lab stack (LabError for another provider's stack)."""
+    st = Stack.open(stack)
+    lab_provider.require(st.name, st.spec)
+    return st.spec
 
 
 @lab_app.command()

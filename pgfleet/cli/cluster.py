@@ -1,8 +1,4 @@
-"""``pgfleet deploy | up | status | dsn``: the deploy and the running cluster.
-
-Every command validates the stack first (:func:`pgfleet.cli.load_spec`);
-pgfleet/cli.py registers them (:data:`COMMANDS`).
-"""
+"""``pgfleet up | down | deploy | status | dsn``: the stack's hosts, the deploy and the running cluster."""
 
 from __future__ import annotations
 
@@ -10,52 +6,33 @@ from typing import Annotated
 
 import typer
 
-from pgfleet import cluster as cluster_mod
-from pgfleet import deployment
-from pgfleet import inventory as inv_mod
-from pgfleet import secrets as secrets_mod
 from rich.console import Console
 
-from pgfleet import spec as spec_mod
-from pgfleet.spec import load as load_spec
+from pgfleet import cluster as cluster_mod
+from pgfleet import deployment
+from pgfleet.cli.options import ClusterOpt, LabDefaultStackArg, StackArg, yes_option
 from pgfleet.errors import ClusterError, PgfleetError
+from pgfleet.stack import Stack
 
 console = Console()
-# pgfleet/cli.py imports this module, so its helpers are imported at call time
-Stack = Annotated[str, typer.Argument(help="stack name (stacks/Pulumi.STACK.yaml) or path to a stack file")]
+YesDestroy = yes_option("confirm: destroy the stack's servers and their data")
 
 
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the stack's first)")]
-
-
-def deploy(stack: Stack,
+def deploy(stack: StackArg,
            dry: Annotated[bool, typer.Option("--dry", help="show what would change, change nothing")] = False,
            limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None) -> None:
     """Make the stack's hosts into the cluster the spec describes (safe to run again: no change, no effect)."""
-    s = load_spec(stack)
-    result = deployment.run(spec_mod.stack_name(stack), s, dry=dry, limit=limit)
+    result = deployment.run(Stack.open(stack), dry=dry, limit=limit)
     console.print(deployment.summary(result), highlight=False)
 
 
-def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab") -> None:
+def up(stack: LabDefaultStackArg = "lab") -> None:
     """Create the stack's hosts (lab: nspawn hosts; cloud: pulumi up), deploy, print the DSN."""
-    import subprocess
-
-    s = load_spec(stack)
-    name = spec_mod.stack_name(stack)
-    if s.provider == "lab":
-        from pgfleet import lab
-
-        lab.up(s)
-    elif s.provider == "hcloud":
-        try:
-            subprocess.run(["pulumi", "up", "--stack", name], check=True)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise PgfleetError(f"'pulumi up --stack {name}' failed: {e}") from None
-    result = deployment.run(name, s)
+    st = Stack.open(stack)
+    st.provider.create_hosts()
+    result = deployment.run(st)
     console.print(deployment.summary(result), highlight=False)
-    inv = inv_mod.load(name, s)
-    sec = secrets_mod.load(name, s)
+    name, s, inv, sec = st.name, st.spec, st.inventory(), st.secrets
     for c in s.clusters:
         cluster_mod.wait_healthy(inv, c, sec)
         console.print(f"cluster {c.name}: psql \"{cluster_mod.dsn(name, s, inv, sec, c)}\"", highlight=False, soft_wrap=True)
@@ -66,35 +43,16 @@ def up(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] =
                           highlight=False, soft_wrap=True)
 
 
-def down(stack: Annotated[str, typer.Argument(help="stack name (default: lab)")] = "lab",
-         yes: Annotated[bool, typer.Option("--yes", help="confirm: destroy the stack's servers and their data")] = False) -> None:
+def down(stack: LabDefaultStackArg = "lab", yes: YesDestroy = False) -> None:  # type: ignore[valid-type]
     """Remove the stack's hosts: the lab's hosts and daemons, or (with --yes) a cloud stack via pulumi destroy."""
-    import subprocess
-
-    s = load_spec(stack)
-    name = spec_mod.stack_name(stack)
-    if s.provider == "lab":
-        from pgfleet import lab
-
-        for item in lab.down(s):
-            console.print(f"removed {item}", highlight=False)
-        return
-    if not yes:
-        raise PgfleetError(f"'pgfleet down {name}' destroys every server of {name} and the data on it "
-                           f"({sum(c.nodes for c in s.clusters)} database node(s)); backups in object storage stay. "
-                           "Run it again with --yes to confirm")
-    try:
-        subprocess.run(["pulumi", "destroy", "--stack", name, "--yes"], check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise PgfleetError(f"'pulumi destroy --stack {name}' failed: {e}") from None
+    for item in Stack.open(stack).provider.destroy_hosts(yes=yes):
+        console.print(f"removed {item}", highlight=False)
 
 
-def status(stack: Stack, cluster: ClusterOpt = None) -> None:
+def status(stack: StackArg, cluster: ClusterOpt = None) -> None:
     """Members with role, state, timeline, lag and the synchronous standby; exit 1 without a leader."""
-    s = load_spec(stack)
-    name = spec_mod.stack_name(stack)
-    inv = inv_mod.load(name, s)
-    sec = secrets_mod.load(name, s)
+    st = Stack.open(stack)
+    name, s, inv, sec = st.name, st.spec, st.inventory(), st.secrets
     missing = False
     for c in [s.cluster(cluster)] if cluster else s.clusters:
         ms = cluster_mod.members(inv, c.name, sec)
@@ -116,7 +74,7 @@ LibpqOpt = Annotated[int, typer.Option("--libpq", help="the client's libpq major
                                                         "or 15 (e.g. Debian 12's psql, which rejects it)")]
 
 
-def dsn(stack: Stack,
+def dsn(stack: StackArg,
         ro: Annotated[bool, typer.Option("--ro", help="read-only endpoint (replicas; the primary when none is healthy)")] = False,
         direct: Annotated[bool, typer.Option("--direct", help="PostgreSQL itself, no pooler (session features)")] = False,
         db: Annotated[str | None, typer.Option("--db", help="database (default: the cluster's first)")] = None,
@@ -129,10 +87,9 @@ def dsn(stack: Stack,
     """A libpq connection string through HAProxy: TLS verify-full, dead-peer detection, clients spread over the nodes."""
     if uri and env:
         raise PgfleetError("--uri and --env print different forms of the same DSN: choose one")
-    s = load_spec(stack)
-    name = spec_mod.stack_name(stack)
-    c = s.cluster(cluster) if cluster else s.clusters[0]
-    params = cluster_mod.dsn_params(name, s, inv_mod.load(name, s, reachable=False), secrets_mod.load(name, s), c, ro=ro, direct=direct,
+    st = Stack.open(stack)
+    name, c = st.name, st.cluster(cluster)
+    params = cluster_mod.dsn_params(name, st.spec, st.inventory(reachable=False), st.secrets, c, ro=ro, direct=direct,
                                     db=db, user=user, libpq=libpq)
     if uri:
         print(cluster_mod.uri_dsn(params))
