@@ -49,10 +49,7 @@ def summary(values: list[float]) -> dict[str, float] | None:
 
 def settings(control: PatroniControl) -> dict[str, Any]:
     """The timing the figures belong to: Patroni's live DCS config and the deploy's HAProxy/etcd numbers."""
-    status, body = control._rest(next(iter(control.hosts.values())), "/config")
-    if status != 200:
-        raise SystemExit(f"GET /config answered HTTP {status}")
-    live = json.loads(body)
+    live = control.live_config()
     t = sizing.PatroniTiming(ttl=live["ttl"], loop_wait=live["loop_wait"], retry_timeout=live["retry_timeout"])
     h = sizing.haproxy_timing(t)
     e = sizing.etcd_timing(t)

@@ -287,6 +287,16 @@ class PatroniControl(ClusterControl):
         except patroni.PatroniError as e:
             raise ClusterError(f"switchover {leader} → {candidate or 'any'} refused: HTTP {e.status} {e.text}") from None
 
+    def live_config(self) -> dict[str, Any]:
+        """Patroni's cluster-wide (DCS) settings as the first member that answers reports them."""
+        errors = []
+        for name in self.hosts:
+            try:
+                return self._api(name).config()
+            except (OSError, PgfleetError) as e:
+                errors.append(f"{name}: {e}")
+        raise ClusterError(f"GET /config answered on no member: {'; '.join(errors)}")
+
     def patch_config(self, changes: dict[str, Any]) -> None:
         """Change Patroni's cluster-wide (DCS) settings, as ``patronictl edit-config`` does.
 
