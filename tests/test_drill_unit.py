@@ -364,3 +364,24 @@ def test_a_returning_member_with_a_stale_view_is_outvoted() -> None:
     assert majority_view([current, current], 3) is current  # one member unreachable
     with pytest.raises(ClusterError, match="disagree"):
         majority_view([stale, current], 3)
+
+
+def test_each_fault_is_the_one_its_scenario_names() -> None:
+    """Power losses power off and back on; network cuts partition and heal (entry-partition included)."""
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return lambda *_: self.calls.append(name)
+
+    ctx = scenarios.DrillContext(before=parse_patroni_cluster(CLUSTER), leader="lab-main-1", target="lab-main-3", run_id="r")
+    expected = {"node-loss": ["power_off", "power_on"], "replica-loss": ["power_off", "power_on"],
+                "entry-loss": ["power_off", "power_on"], "primary-partition": ["partition", "heal"],
+                "replica-partition": ["partition", "heal"], "entry-partition": ["partition", "heal"]}
+    for name, calls in expected.items():
+        rec = Recorder()
+        s = scenarios.SCENARIOS[name]()
+        s.inject(rec, ctx)  # type: ignore[arg-type]
+        s.recover(rec, ctx)  # type: ignore[arg-type]
+        assert rec.calls == calls, name

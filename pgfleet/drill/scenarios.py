@@ -58,6 +58,26 @@ class Scenario(ABC):
         """Undo the fault; nothing by default (Patroni heals it by itself)."""
 
 
+class PowerLoss(Scenario):
+    """The target's host loses power (hard, silent); power comes back when the fault is undone."""
+
+    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.power_off(ctx.target)
+
+    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.power_on(ctx.target)
+
+
+class NetworkCut(Scenario):
+    """The target keeps running but loses its network; the link comes back when the fault is undone."""
+
+    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.partition(ctx.target)
+
+    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
+        control.heal(ctx.target)
+
+
 class Switchover(Scenario):
     name = "switchover"
     summary = "planned switchover to the synchronous standby through Patroni's REST API"
@@ -93,32 +113,20 @@ class PatroniCrash(Scenario):
         control.start_patroni(ctx.target)  # a no-op if systemd restarted it already
 
 
-class NodeLoss(Scenario):
+class NodeLoss(PowerLoss):
     name = "node-loss"
     summary = "hard power-off of the primary's host"
     leader_change = "must"
 
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_off(ctx.target)
 
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_on(ctx.target)
-
-
-class PrimaryPartition(Scenario):
+class PrimaryPartition(NetworkCut):
     name = "primary-partition"
     summary = "the primary keeps running but loses its network"
     leader_change = "must"
     probe = "isolated"
 
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.partition(ctx.target)
 
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.heal(ctx.target)
-
-
-class ReplicaLoss(Scenario):
+class ReplicaLoss(PowerLoss):
     name = "replica-loss"
     summary = "the synchronous standby dies; writes continue, another standby becomes synchronous"
     leader_change = "must-not"
@@ -130,14 +138,8 @@ class ReplicaLoss(Scenario):
             raise ClusterError("replica-loss needs a standby, and the cluster has none")
         return replicas[0]
 
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_off(ctx.target)
 
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_on(ctx.target)
-
-
-class ReplicaPartition(Scenario):
+class ReplicaPartition(NetworkCut):
     name = "replica-partition"
     summary = ("the synchronous standby loses its network; commits wait for it until its WAL sender gives up, "
                "then another standby becomes synchronous")
@@ -149,11 +151,6 @@ class ReplicaPartition(Scenario):
             raise ClusterError("replica-partition needs a synchronous standby, and the cluster has none")
         return state.sync_standbys[0].name
 
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.partition(ctx.target)
-
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.heal(ctx.target)
 
 
 def asynchronous_replica(state: ClusterState, scenario: str) -> str:
@@ -165,7 +162,7 @@ def asynchronous_replica(state: ClusterState, scenario: str) -> str:
     return found[0]
 
 
-class EntryLoss(Scenario):
+class EntryLoss(PowerLoss):
     name = "entry-loss"
     summary = "hard power-off of the asynchronous replica while writers entered through it (its HAProxy)"
     leader_change = "must-not"
@@ -175,22 +172,10 @@ class EntryLoss(Scenario):
     def target(self, state: ClusterState, control: ClusterControl) -> str:
         return asynchronous_replica(state, self.name)
 
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_off(ctx.target)
 
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.power_on(ctx.target)
-
-
-class EntryPartition(EntryLoss):
+class EntryPartition(NetworkCut, EntryLoss):
     name = "entry-partition"
     summary = "the asynchronous replica loses its network while writers entered through it (its HAProxy)"
-
-    def inject(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.partition(ctx.target)
-
-    def recover(self, control: ClusterControl, ctx: DrillContext) -> None:
-        control.heal(ctx.target)
 
 
 class EtcdMemberLoss(Scenario):
