@@ -385,3 +385,21 @@ def test_each_fault_is_the_one_its_scenario_names() -> None:
         s.inject(rec, ctx)  # type: ignore[arg-type]
         s.recover(rec, ctx)  # type: ignore[arg-type]
         assert rec.calls == calls, name
+
+
+def test_etcd_status_problems_catch_a_member_still_catching_up() -> None:
+    from pgfleet.drill.control import etcd_status_problems
+
+    eps = ["https://198.18.0.11:2379", "https://198.18.0.12:2379", "https://198.18.0.13:2379"]
+
+    def st(ep: str, leader: int, term: int, errors: list[str] | None = None) -> dict:
+        return {"Endpoint": ep, "Status": {"leader": leader, "raftTerm": term, **({"errors": errors} if errors else {})}}
+
+    whole = [st(eps[0], 7, 22), st(eps[1], 7, 22), st(eps[2], 7, 22)]
+    assert etcd_status_problems(whole, eps) == []
+    # the state found right after a healed partition: the returning member has no leader, an older term
+    catching_up = [st(eps[0], 7, 22), st(eps[1], 7, 22), st(eps[2], 0, 20, ["etcdserver: no leader"])]
+    problems = etcd_status_problems(catching_up, eps)
+    assert any("198.18.0.13" in p and "no leader" in p for p in problems), problems
+    assert etcd_status_problems(whole[:2], eps) == ["etcd member https://198.18.0.13:2379 does not answer"]
+    assert "etcd members disagree on their leader" in etcd_status_problems([st(eps[0], 7, 22), st(eps[1], 9, 22), st(eps[2], 7, 22)], eps)

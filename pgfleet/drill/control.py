@@ -13,6 +13,7 @@ piece instead of pretending.
 
 from __future__ import annotations
 
+import json
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -116,6 +117,29 @@ def health_problems(state: ClusterState, expected_members: int, synchronous: boo
     return out
 
 
+def etcd_status_problems(statuses: Sequence[dict[str, Any]], endpoints: Sequence[str]) -> list[str]:
+    """etcd's health from ``etcdctl endpoint status -w json``: every member answers, has no error,
+    and all agree on one leader and one raft term. A member that just came back from a partition
+    may still have no leader: losing another member then would cost the cluster its quorum, so a
+    drill must not start (or be called recovered) before etcd is whole again."""
+    out: list[str] = []
+    seen = {str(st.get("Endpoint")): st.get("Status") or {} for st in statuses}
+    for ep in endpoints:
+        status = seen.get(ep)
+        if status is None:
+            out.append(f"etcd member {ep} does not answer")
+        elif status.get("errors"):
+            out.append(f"etcd member {ep}: {'; '.join(map(str, status['errors']))}")
+        elif not status.get("leader"):
+            out.append(f"etcd member {ep} has no leader")
+    answered = [st for ep, st in seen.items() if ep in endpoints and not st.get("errors")]
+    if len({st.get("leader") for st in answered}) > 1:
+        out.append("etcd members disagree on their leader")
+    if len({st.get("raftTerm") for st in answered}) > 1:
+        out.append("etcd members are on different raft terms (one is catching up)")
+    return out
+
+
 # --------------------------------------------------------------------------- the interface
 
 
@@ -196,9 +220,14 @@ class ClusterControl(ABC):
         """Members that run an etcd member (co-located placement)."""
         return []
 
+    def etcd_problems(self) -> list[str]:
+        """What is wrong with the DCS (etcd) this cluster depends on; nothing known by default."""
+        return []
+
     def health(self) -> list[str]:
+        """Full health: Patroni's view (:func:`health_problems`), then etcd's (:meth:`etcd_problems`)."""
         try:
-            return health_problems(self.state(), self.expected_members, self.synchronous)
+            return health_problems(self.state(), self.expected_members, self.synchronous) or self.etcd_problems()
         except PgfleetError as e:
             return [str(e)]
 
@@ -347,6 +376,23 @@ class PatroniControl(ClusterControl):
 
     def etcd_members(self) -> list[str]:
         return [m for m in self._etcd if m in self.hosts]
+
+    def etcd_problems(self) -> list[str]:
+        """Every etcd member's status, asked from an etcd member with its own certificate (etcd's
+        client port is open to cluster members only)."""
+        endpoints = [f"https://{self._inv.host(m).private_ip}:{contract.ETCD_CLIENT_PORT}" for m in self._etcd]
+        if not endpoints:
+            return []
+        etcdctl = (f"ETCDCTL_API=3 etcdctl --cacert {contract.CA_FILE} --cert {contract.HOST_CERT} --key {contract.HOST_KEY} "
+                   f"--dial-timeout=2s --command-timeout=3s --endpoints={','.join(endpoints)} endpoint status -w json")
+        errors = []
+        for member in self.etcd_members() or self._etcd:
+            try:  # members that do not answer make etcdctl exit 1 after printing the others
+                out = self.run(member, ["sh", "-c", f"{etcdctl} 2>/dev/null; true"], timeout=20)
+                return etcd_status_problems(json.loads(out or "[]"), endpoints)
+            except (PgfleetError, ValueError) as e:
+                errors.append(f"{member}: {e}")
+        return [f"cannot ask etcd for its status: {'; '.join(errors)}"]
 
     # ---- faults only a provider can cause (lab: its fault tools; Hetzner: its API for power, the member's
     # nftables for partitions; static hosts: partitions only, nothing pgfleet can power off)
