@@ -93,7 +93,6 @@ CATALOGUE: tuple[Metric, ...] = tuple([
         ("pgbackrest_backup_last_repo_size_bytes", "repository size of the newest backup of a type")),
     *_m("haproxy",
         ("haproxy_backend_active_servers", "servers of a backend that pass their health check"),
-        ("haproxy_backend_backup_servers", "backup servers of a backend that pass their health check"),
         ("haproxy_frontend_current_sessions", "open client sessions of a frontend"),
         ("haproxy_backend_current_sessions", "open sessions of a backend"),
         ("haproxy_frontend_connections_total", "connections accepted by a frontend (counter)")),
