@@ -52,6 +52,7 @@ def test_every_exporter_is_scraped_on_every_node_over_tls() -> None:
         nodes = [sc["labels"]["node"] for sc in j["static_configs"]]
         assert nodes == spec.node_names(spec.clusters[0]) and all(sc["labels"]["cluster"] == "main" for sc in j["static_configs"])
     assert all(t.startswith("127.0.0.1:") for j in ("prometheus", "alertmanager", "pgfleet") for t in jobs[j]["static_configs"][0]["targets"])
+    assert jobs["pgfleet"]["honor_labels"] is True and "honor_labels" not in jobs["node"]
     assert doc["global"]["evaluation_interval"] == f"{rules.EVALUATION_INTERVAL}s" and "remote_write" not in doc
     assert prometheus.storage_flags(spec) == ["--storage.tsdb.retention.time=15d"]
 

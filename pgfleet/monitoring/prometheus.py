@@ -81,6 +81,8 @@ def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rul
               for j in JOBS if any(_runs(j, t) for t in targets)]
     scrape += [{"job_name": j.name, "static_configs": [{"targets": [f"127.0.0.1:{j.port}"], "labels": {"node": "monitoring"}}]}
                for j in LOCAL_JOBS]
+    # the probe measures the clusters' nodes: its own cluster/node labels must win over the target's
+    next(j for j in scrape if j["job_name"] == "pgfleet")["honor_labels"] = True
     doc: dict[str, Any] = {
         "global": {"scrape_interval": f"{EVALUATION_INTERVAL}s", "evaluation_interval": f"{EVALUATION_INTERVAL}s",
                    "external_labels": {"environment": spec.environment}},
