@@ -46,6 +46,19 @@ ETCD_PEER_PORT = 2380
 #: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
 PGBACKREST_TLS_PORT = 8432
 SSH_PORT = 22
+#: Monitoring (pgfleet/monitoring/prometheus.py scrapes them; only the monitoring host may reach the exporters).
+NODE_EXPORTER_PORT = 9100
+POSTGRES_EXPORTER_PORT = 9187
+PGBOUNCER_EXPORTER_PORT = 9127
+PGBACKREST_EXPORTER_PORT = 9854
+#: HAProxy's /metrics behind TLS (the plain stats port stays for admins); not deployed yet.
+HAPROXY_METRICS_PORT = 7001
+#: etcd's --listen-metrics-urls (TLS, no client-API access); not deployed yet.
+ETCD_METRICS_PORT = 2381
+#: pgfleet's probe exporter (recall, index fit, certificates, archive backlog) on the monitoring host.
+PGFLEET_EXPORTER_PORT = 9188
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
 
 # ---- paths
 

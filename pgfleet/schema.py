@@ -7,7 +7,7 @@ cross-field checks are :mod:`pgfleet.spec`, which re-exports these models.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,6 +116,59 @@ class LabSpec(_Model):
     client_host: bool = True
 
 
+_URL = r"^https?://[^\s/:]+(:\d{1,5})?(/\S*)?$"
+#: A Pulumi config secret's key (``pulumi config set --secret pgfleet:KEY``): the spec names it, never holds its value.
+_SECRET_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+_EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+class SmtpSpec(_Model):
+    """E-mail alerts through an SMTP relay; the password is a stack secret, passed to the renderer, never in host data."""
+
+    smarthost: str = Field(pattern=r"^[^\s:]+:\d{1,5}$")
+    sender: str = Field(pattern=_EMAIL)
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    #: Key of the Pulumi config secret holding the SMTP password (e.g. smtp_password).
+    password_secret: str | None = Field(default=None, pattern=_SECRET_NAME)
+    require_tls: bool = True
+
+
+class ReceiversSpec(_Model):
+    """Where alerts go: every webhook and the e-mail relay get every alert."""
+
+    webhooks: list[Annotated[str, Field(pattern=_URL)]] = []
+    email: SmtpSpec | None = None
+
+
+class VectorIndexWatchSpec(_Model):
+    """One vector index whose recall the probe measures: ANN top-k against the exact top-k on a replica."""
+
+    #: Defaults to the first cluster.
+    cluster: str | None = Field(default=None, pattern=_NAME)
+    database: str = Field(pattern=_IDENT)
+    #: ``table`` or ``schema.table``.
+    table: str = Field(pattern=r"^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
+    column: str = Field(pattern=_IDENT)
+    #: pgvector's distance operator: <-> L2, <=> cosine, <#> negative inner product, <+> L1.
+    operator: Literal["<->", "<=>", "<#>", "<+>"] = "<=>"
+    k: int = Field(default=10, ge=1, le=1000)
+    #: Stored vectors taken as queries per measurement.
+    sample_size: int = Field(default=100, ge=1, le=10000)
+    target_recall: float = Field(default=0.95, gt=0, le=1)
+
+
+class MonitoringSpec(_Model):
+    """Prometheus + Alertmanager for the environment (the monitoring host and exporters are deployed by pgfleet)."""
+
+    enabled: bool = True
+    retention_days: int = Field(default=15, ge=1, le=3650)
+    receivers: ReceiversSpec = ReceiversSpec()
+    #: A Prometheus-compatible store the user already runs (``remote_write``).
+    remote_write_url: str | None = Field(default=None, pattern=_URL)
+    vector_indexes: list[VectorIndexWatchSpec] = []
+
+
 class Spec(_Model):
     """One environment: everything pgfleet needs to build and run it."""
 
@@ -135,6 +188,7 @@ class Spec(_Model):
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     failover: FailoverSpec = FailoverSpec()
     lab: LabSpec = LabSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @property
     def network_zone(self) -> str:

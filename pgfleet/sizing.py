@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgfleet import oncalendar
 from pgfleet.schema import ClusterSpec, Spec
 
 #: Connections kept free of PgBouncer pools: superuser_reserved_connections (3)
@@ -331,3 +332,47 @@ def backup_process_max(cluster: ClusterSpec) -> int:
 
 #: pgBackRest's io-timeout (s): one storage request's wait; retries make a dead store fail a backup in ~9x this.
 BACKUP_IO_TIMEOUT = 20
+
+
+#: Grace (s) on top of the longest gap between scheduled backups before the newest one counts as too old
+#: (``pgfleet check-backups`` and the backup-age alerts).
+BACKUP_AGE_GRACE = 2 * 3600
+#: WAL segments waiting for the archiver beyond which archiving counts as stuck (check-backups and the backlog alert).
+ARCHIVE_BACKLOG_MAX = 64
+
+
+@dataclass(frozen=True)
+class BackupAges:
+    """What the backup schedule and retention promise, in seconds (the backup alerts' thresholds)."""
+
+    #: The newest full backup may be this old: the longest gap between full runs, plus grace.
+    full_max_age: int
+    #: The newest backup of any type may be this old (as ``check-backups`` allows).
+    any_max_age: int
+    #: How far back a restore reaches at least, once retention has begun expiring backups:
+    #: ``retention_full`` − 1 shortest full intervals, less grace.
+    restorable_window: int
+
+
+def backup_ages(spec: Spec) -> BackupAges:
+    """Thresholds from ``backups.full_schedule``/``diff_schedule`` and ``retention_full``; ValueError if a schedule is unreadable."""
+    b = spec.backups
+    return BackupAges(
+        full_max_age=oncalendar.longest_gap(b.full_schedule) + BACKUP_AGE_GRACE,
+        any_max_age=oncalendar.longest_gap(b.full_schedule, b.diff_schedule) + BACKUP_AGE_GRACE,
+        restorable_window=max(0, (b.retention_full - 1) * oncalendar.shortest_gap(b.full_schedule) - BACKUP_AGE_GRACE),
+    )
+
+
+def shared_buffers_bytes(spec: Spec, cluster: ClusterSpec) -> int:
+    """shared_buffers as PostgreSQL gets it (the spec's parameters win), in bytes."""
+    return _pg_bytes(postgres_parameters(spec, cluster)["shared_buffers"])
+
+
+def _pg_bytes(value: str) -> int:
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+    v = value.strip().lower()
+    for unit, factor in units.items():
+        if v.endswith(unit):
+            return int(float(v[: -len(unit)]) * factor)
+    return int(v) * 8192  # a bare number counts 8 kB buffers

@@ -25,6 +25,7 @@ from pgfleet.errors import Problem, SpecError, StackNotFound
 from pgfleet.server_types import DEBIAN13_EXTENSIONS, DEPRECATED, LOCATIONS, SERVER_TYPES
 from pgfleet.schema import (  # noqa: F401  (the models are part of this module's interface)
     NAMESPACE, LAB_SUBNET, _NAME, _IDENT, _Model, DatabaseSpec, StaticHostSpec, ClusterSpec, PgBouncerSpec, EtcdSpec, BackupSpec, LoadBalancerSpec, FailoverSpec, NetworkSpec, LabSpec, Spec,
+    SmtpSpec, ReceiversSpec, VectorIndexWatchSpec, MonitoringSpec,
 )
 
 
@@ -326,4 +327,57 @@ def _semantic_problems(spec: Spec) -> list[Problem]:
     # load balancer
     if spec.load_balancer.enabled and spec.provider != "hcloud":
         p.append(Problem(f"{ns}load_balancer.enabled", True, f"a Hetzner load balancer needs provider hcloud (this stack is {spec.provider})", "set load_balancer.enabled: false"))
+    if spec.monitoring.enabled:
+        p += _monitoring_problems(spec)
+    return p
+
+
+def _monitoring_problems(spec: Spec) -> list[Problem]:
+    """The monitoring section against the rest: watched indexes exist, receivers reachable, thresholds computable."""
+    p: list[Problem] = []
+    f = "pgfleet:monitoring"
+    m = spec.monitoring
+    if spec.backups.enabled:
+        try:
+            sizing.backup_ages(spec)
+        except ValueError as e:
+            p.append(Problem("pgfleet:backups", {"full_schedule": spec.backups.full_schedule, "diff_schedule": spec.backups.diff_schedule},
+                             f"the backup-age alerts cannot be computed: {e}", "write the schedules as 'DAYS *-*-* HH:MM:SS' (e.g. 'Sun *-*-* 01:00:00')"))
+    clusters = {c.name: (i, c) for i, c in enumerate(spec.clusters)}
+    seen: set[tuple[str, str, str, str]] = set()
+    for i, w in enumerate(m.vector_indexes):
+        wf = f"{f}.vector_indexes[{i}]"
+        if (w.cluster or spec.clusters[0].name) not in clusters:
+            p.append(Problem(f"{wf}.cluster", w.cluster, "no cluster of that name", f"use one of {', '.join(clusters)}"))
+            continue
+        ci, c = clusters[w.cluster or spec.clusters[0].name]
+        dbs = {d.name: j for j, d in enumerate(c.databases)}
+        if w.database not in dbs:
+            p.append(Problem(f"{wf}.database", w.database, f"cluster {c.name!r} has no such database", f"use one of {', '.join(dbs)}"))
+        elif "vector" not in c.databases[dbs[w.database]].extensions:
+            p.append(Problem(f"{wf}.database", w.database, "the database does not have the vector extension",
+                             f"add vector to pgfleet:clusters[{ci}].databases[{dbs[w.database]}].extensions"))
+        key = (c.name, w.database, w.table, w.column)
+        if key in seen:
+            p.append(Problem(f"{wf}.column", w.column, "this index is watched twice", "remove the duplicate"))
+        seen.add(key)
+    email = m.receivers.email
+    if email is not None and (email.username is None) != (email.password_secret is None):
+        p.append(Problem(f"{f}.receivers.email", {"username": email.username, "password_secret": email.password_secret},
+                         "SMTP authentication needs both a username and the name of the secret holding its password",
+                         "set both (pulumi config set --secret pgfleet:smtp_password …; password_secret: smtp_password), or neither"))
+    if spec.provider == "lab":
+        # lab traffic goes to the lab's hosts and bridge only (DESIGN.md): receivers live on the bridge
+        lab = ipaddress.ip_network(LAB_SUBNET)
+        urls = [(f"{f}.receivers.webhooks[{i}]", u) for i, u in enumerate(m.receivers.webhooks)]
+        urls += [(f"{f}.remote_write_url", m.remote_write_url)] if m.remote_write_url else []
+        urls += [(f"{f}.receivers.email.smarthost", "smtp://" + email.smarthost)] if email else []
+        for field, url in urls:
+            host = re.sub(r"^\w+://", "", url).split("/")[0].rsplit(":", 1)[0]
+            try:
+                inside = ipaddress.ip_address(host) in lab
+            except ValueError:
+                inside = False
+            if not inside:
+                p.append(Problem(field, url, f"a lab stack sends nothing off the lab network {LAB_SUBNET}", "use an address on the lab's bridge, e.g. 198.18.0.1"))
     return p

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pgfleet import cluster as cluster_mod
 from pgfleet import contract
 from pgfleet import remote
+from pgfleet import sizing
 from pgfleet.backup import catalog, repo
 from pgfleet.node import backup_member as member
 from pgfleet.errors import ClusterError, PgfleetError
@@ -49,9 +50,9 @@ from pgfleet.stack import Stack
 START_PATRONI = (f"systemctl start {contract.PATRONI_UNIT} || {{ sleep 3; systemctl reset-failed {contract.PATRONI_UNIT}; "
                  f"systemctl start {contract.PATRONI_UNIT}; }}")
 #: Grace on top of the longest gap between scheduled backups before the newest one counts as too old.
-BACKUP_AGE_GRACE = dt.timedelta(hours=2)
+BACKUP_AGE_GRACE = dt.timedelta(seconds=sizing.BACKUP_AGE_GRACE)
 #: WAL segments waiting for the archiver beyond which archiving counts as stuck.
-ARCHIVE_BACKLOG_MAX = 64
+ARCHIVE_BACKLOG_MAX = sizing.ARCHIVE_BACKLOG_MAX
 
 
 class BackupError(PgfleetError):
