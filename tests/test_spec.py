@@ -167,12 +167,18 @@ def test_cli_validate_ok() -> None:
     assert "ok prod" in r.stdout
 
 
+def _stack_file(tmp_path: Path, cfg: dict) -> Path:
+    """A stack file holding ``cfg``, for the CLI to read."""
+    f = tmp_path / "Pulumi.broken.yaml"
+    f.write_text(yaml.safe_dump({"config": cfg}))
+    return f
+
+
 def test_cli_validate_prints_every_problem_without_traceback(tmp_path: Path) -> None:
     cfg = _prod()
     _cluster(cfg, server_type="cx32", nodes=1)
     _set(cfg, "etcd", {"members": 2})
-    f = tmp_path / "Pulumi.broken.yaml"
-    f.write_text(yaml.safe_dump({"config": cfg}))
+    f = _stack_file(tmp_path, cfg)
     r = _cli("validate", str(f))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -184,8 +190,7 @@ def test_cli_validate_prints_every_problem_without_traceback(tmp_path: Path) -> 
 def test_cli_inventory_validates_first(tmp_path: Path) -> None:
     cfg = _prod()
     _set(cfg, "location", "atlantis")
-    f = tmp_path / "Pulumi.broken.yaml"
-    f.write_text(yaml.safe_dump({"config": cfg}))
+    f = _stack_file(tmp_path, cfg)
     r = _cli("inventory", str(f))
     assert r.returncode == 2 and "pgfleet:location" in r.stderr
 
@@ -212,8 +217,7 @@ def test_a_structural_error_does_not_hide_semantic_problems() -> None:
 def test_cli_validate_reports_structural_and_semantic_problems_together(tmp_path: Path) -> None:
     cfg = _prod()
     _structural_and_semantic(cfg)
-    f = tmp_path / "Pulumi.broken.yaml"
-    f.write_text(yaml.safe_dump({"config": cfg}))
+    f = _stack_file(tmp_path, cfg)
     r = _cli("validate", str(f))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
