@@ -16,6 +16,7 @@ Without ``PGFLEET_RESULTS`` (a plain pyinfra run) nothing is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -44,16 +45,19 @@ class Handoff:
     #: pyinfra groups (one per inventory role) of (host name, host data)
     groups: Groups
     secrets: Secrets
+    #: the pgfleet process that wrote it: a file whose writer is gone is a leftover (killed run), never reused
+    owner_pid: int = 0
 
     def to_json(self) -> str:
         return json.dumps({"stack": self.stack, "stack_file": self.stack_file, "stack_file_sha256": self.stack_file_sha256,
-                           "groups": self.groups, "secrets": self.secrets.model_dump()})
+                           "groups": self.groups, "secrets": self.secrets.model_dump(), "owner_pid": self.owner_pid})
 
     @classmethod
     def from_json(cls, text: str) -> Handoff:
         doc = json.loads(text)
         groups = {role: [(name, data) for name, data in hosts] for role, hosts in doc["groups"].items()}
-        return cls(doc["stack"], doc["stack_file"], doc["stack_file_sha256"], groups, Secrets.model_validate(doc["secrets"]))
+        return cls(doc["stack"], doc["stack_file"], doc["stack_file_sha256"], groups, Secrets.model_validate(doc["secrets"]),
+                   int(doc.get("owner_pid", 0)))
 
 
 def handoff_path(stack: str) -> Path:
@@ -76,8 +80,18 @@ def compute(st: Stack) -> Handoff:
 
 def write(h: Handoff) -> Path:
     path = handoff_path(h.stack)
-    state.write_private(path, h.to_json())
+    state.write_private(path, dataclasses.replace(h, owner_pid=os.getpid()).to_json())
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def read(stack: str) -> Handoff | None:
@@ -86,6 +100,9 @@ def read(stack: str) -> Handoff | None:
     if not path.is_file():
         return None
     h = Handoff.from_json(path.read_text())
+    if not _alive(h.owner_pid):  # left by a run that was killed: it holds secrets, so it goes now
+        path.unlink(missing_ok=True)
+        return None
     stack_file = Path(h.stack_file)
     if h.stack != stack or not stack_file.is_file() or file_sha256(stack_file) != h.stack_file_sha256:
         return None

@@ -36,14 +36,17 @@ class Recorder(BaseStateCallback):
 
 def flush_output() -> None:
     """The stored output (stderr, then stdout) of each failed operation not recorded yet."""
+    waiting = []
     while _failed:
-        state, host, op_hash = _failed.pop(0)
+        state, host, op_hash = item = _failed.pop(0)
         meta = state.get_op_data_for_host(host, op_hash).operation_meta
         if not meta.is_complete():
+            waiting.append(item)  # its output is stored later: record it then
             continue
         lines = list(meta.stderr_lines) + list(meta.stdout_lines)
         if lines:
             handoff.record("error_output", host=host.name, step=step_name(state, op_hash), output=lines)
+    _failed.extend(waiting)
 
 
 def register(state: Any) -> None:

@@ -63,6 +63,7 @@ def down_lab(tmp_path: Path) -> dict[str, str]:
     ["check-backups", STACK],
     ["backup", STACK],
     ["drill", STACK, "switchover"],
+    ["lab", "ssh", "lab-main-1", "--stack", STACK, "true"],
 ])
 def test_commands_refuse_a_lab_that_is_not_running_and_send_nothing(command: list[str], escapes, down_lab) -> None:  # type: ignore[no-untyped-def]
     p = subprocess.run([sys.executable, "-m", "pgfleet.cli", *command], env=down_lab, capture_output=True, text=True,

@@ -64,7 +64,9 @@ def ssh(node: Node, command: Annotated[list[str] | None, typer.Argument(help="co
     from pgfleet.lab import ssh as lab_ssh
     from pgfleet.lab.layout import Layout
 
-    layout = Layout.of(_spec(stack))
+    st = Stack.open(stack)
+    lab_provider.require(st.name, st.spec).require_reachable()  # with the lab down its addresses route off the machine
+    layout = Layout.of(st.spec)
     argv = lab_ssh.argv(layout, layout.host(node), command or None, tty=not command)
     os.execv(argv[0], argv)
 

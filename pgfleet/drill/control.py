@@ -365,6 +365,9 @@ class PatroniControl(ClusterControl):
     def entry_address(self, member: str) -> str:
         if member not in self.hosts:
             raise ClusterError(f"{member} is not a member of cluster {self.cluster}")
+        if self.cluster in self._inv.load_balancers:
+            raise DrillNotWired(f"clients of cluster {self.cluster} dial its load balancer, not a node: "
+                                "the entry scenarios need a DSN that names the nodes")
         return self.hosts[member]
 
     # ---- commands on members
@@ -386,9 +389,9 @@ class PatroniControl(ClusterControl):
         etcdctl = (f"ETCDCTL_API=3 etcdctl --cacert {contract.CA_FILE} --cert {contract.HOST_CERT} --key {contract.HOST_KEY} "
                    f"--dial-timeout=2s --command-timeout=3s --endpoints={','.join(endpoints)} endpoint status -w json")
         errors = []
-        for member in self.etcd_members() or self._etcd:
+        for member in self._etcd:  # etcd's own hosts: they have etcdctl (dedicated nodes, or another cluster's)
             try:  # members that do not answer make etcdctl exit 1 after printing the others
-                out = self.run(member, ["sh", "-c", f"{etcdctl} 2>/dev/null; true"], timeout=20)
+                out = run_on(self._inv, member, ["sh", "-c", f"{etcdctl} 2>/dev/null; true"], timeout=20)
                 return etcd_status_problems(json.loads(out or "[]"), endpoints)
             except (PgfleetError, ValueError) as e:
                 errors.append(f"{member}: {e}")

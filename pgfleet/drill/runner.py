@@ -168,9 +168,11 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
         if wait_for(lambda: work.ack_count() > 0, opts.warmup + 10, 0.05) is None:
             raise PgfleetError("no write was acknowledged through the read-write endpoint before the fault")
         time.sleep(opts.warmup)
-        ctx = DrillContext(before=before, leader=before.leader.name, target=scenario.target(before, control), run_id=work.run_id)
+        target = scenario.target(before, control)
         if scenario.needs_entry:
-            _ensure_entry(work, control.entry_address(ctx.target), ctx.target, opts, log)
+            _ensure_entry(work, control.entry_address(target), target, opts, log)
+        # from here on a failure undoes the fault (nothing to undo before it is injected)
+        ctx = DrillContext(before=before, leader=before.leader.name, target=target, run_id=work.run_id)
         log(f"{scenario.name}: fault on {ctx.target}")
         ctx_target = ctx.target
         fault_at = time.monotonic()
@@ -258,6 +260,7 @@ def _ensure_entry(work: wl.Workload, address: str, target: str, opts: DrillOptio
         work.reconnect(turn % opts.writers)
         turn += 1
         time.sleep(0.3)
+    work.cancel_reconnects()  # none may fire after the fault: a late one would count a needless reconnect in a gap
     log(f"writers entered through {target}: {sorted(w for w, a in work.entries().items() if a == address)}")
 
 

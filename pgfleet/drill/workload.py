@@ -154,6 +154,8 @@ def tool_connect(dsn: str, connect_timeout: int = 3, tcp_user_timeout_ms: int = 
 def shutdown_socket(conn: psycopg.Connection[Any]) -> None:
     """End a connection from another thread: shut its socket down, so a writer blocked
     on a peer that never answers gets an error now instead of hanging on."""
+    if conn.pgconn.status != psycopg.pq.ConnStatus.OK:  # libpq closed it already; its fd number may be reused
+        return
     try:
         fd = conn.pgconn.socket
     except psycopg.Error:
@@ -291,6 +293,11 @@ class Workload:
         with self._lock:
             self._reconnect.add(writer)
 
+    def cancel_reconnects(self) -> None:
+        """Forget reconnect requests no writer has acted on yet."""
+        with self._lock:
+            self._reconnect.clear()
+
     def _blocked(self) -> list[int]:
         return [w for w, t in enumerate(self._threads) if t.is_alive() and self._in_statement.get(w)]
 
@@ -341,14 +348,19 @@ class Workload:
                 if conn is None:
                     try:
                         conn = connect(self.dsn)
+                        # registered before the first query, so a writer blocked in it can be ended too
+                        self._set_conn(w, conn)
+                        self._in_statement[w] = True
                         row = conn.execute(_IDENTITY).fetchone()
                         server, timeline = (str(row[0]), int(row[1])) if row else (None, None)
                     except psycopg.Error as e:
+                        self._in_statement[w] = False
                         self._error(w, "connect", e)
+                        self._set_conn(w, None)
                         conn = _close(conn)
                         self._stop.wait(cfg.backoff)
                         continue
-                    self._set_conn(w, conn)
+                    self._in_statement[w] = False
                 seq = self._attempted[w] + 1
                 self._attempted[w] = seq
                 client_ts = dt.datetime.now(dt.timezone.utc)
