@@ -9,6 +9,9 @@ node programs in :data:`NODE_CONFIG`, so nothing else writes them as literals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 # ---- PostgreSQL major
 
 #: The majors the target OS ships: Debian 13 has PostgreSQL 17 only.
@@ -46,6 +49,51 @@ ETCD_PEER_PORT = 2380
 #: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
 PGBACKREST_TLS_PORT = 8432
 SSH_PORT = 22
+# ---- who may reach which port: the one matrix both firewalls (nftables on every host, Hetzner's) render
+
+#: Sources: "admin" (admin_cidrs: operators and pgfleet's own commands), "clients" (client_cidrs), "members"
+#: (the stack's own machines, over the private network, which Hetzner's firewall does not filter).
+PUBLIC_SOURCES = ("admin", "clients")
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """TCP ``ports`` (``"5432"`` or ``"5000-5003"``) on hosts with one of ``roles`` (``"any"``: every host)
+    are open to ``source``; ``backups_only``: only when the stack has backups."""
+
+    source: str
+    ports: tuple[str, ...]
+    roles: tuple[str, ...]
+    what: str
+    backups_only: bool = False
+
+
+def _p(*ports: int | tuple[int, int]) -> tuple[str, ...]:
+    return tuple(f"{p[0]}-{p[1]}" if isinstance(p, tuple) else str(p) for p in ports)
+
+
+#: Clients reach only HAProxy's endpoints (5000-5003): the node that answers is chosen by Patroni's state,
+#: never by the port a client happened to dial. PostgreSQL and PgBouncer directly, HAProxy's stats and
+#: Patroni's REST API are for the admin ranges: operators, ``pgfleet status``, the drills' direct probes and
+#: set check, PgBouncer's stats console. Members reach what replication, the DCS and backups need.
+PORT_MATRIX: tuple[PortRule, ...] = (
+    PortRule("admin", _p(SSH_PORT), ("any",), "SSH"),
+    PortRule("clients", _p((HAPROXY_POOLED_RW, HAPROXY_DIRECT_RO)), ("postgres",), "HAProxy endpoints"),
+    PortRule("admin", _p(POSTGRES_PORT, PGBOUNCER_PORT, HAPROXY_STATS_PORT, PATRONI_REST_PORT), ("postgres",),
+             "PostgreSQL and PgBouncer directly, HAProxy stats, Patroni REST"),
+    PortRule("members", _p((HAPROXY_POOLED_RW, HAPROXY_DIRECT_RO), PGBOUNCER_PORT, POSTGRES_PORT, PATRONI_REST_PORT,
+                           HAPROXY_STATS_PORT), ("postgres",), "endpoints, replication, Patroni REST, HAProxy stats"),
+    PortRule("members", _p(ETCD_CLIENT_PORT, ETCD_PEER_PORT), ("etcd",), "etcd client and peer"),
+    PortRule("members", _p(PGBACKREST_TLS_PORT), ("postgres",), "pgBackRest's TLS server", backups_only=True),
+)
+
+
+def port_rules(roles: Sequence[str], backups: bool, sources: Sequence[str] = ("admin", "clients", "members")) -> list[PortRule]:
+    """The matrix rows that apply to a host with ``roles``, from ``sources``."""
+    return [r for r in PORT_MATRIX if r.source in sources and (r.roles == ("any",) or set(r.roles) & set(roles))
+            and (backups or not r.backups_only)]
+
+
 #: Monitoring (pgfleet/monitoring/prometheus.py scrapes them; only the monitoring host may reach the exporters).
 NODE_EXPORTER_PORT = 9100
 POSTGRES_EXPORTER_PORT = 9187

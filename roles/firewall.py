@@ -1,10 +1,9 @@
-"""nftables on every host: default drop, then only what each kind of peer needs.
+"""nftables on every host: default drop, then only what :data:`pgfleet.contract.PORT_MATRIX` allows.
 
-SSH from the admin ranges; the database endpoints (HAProxy 5000-5003,
-PgBouncer 6432, PostgreSQL 5432) from the client ranges; Patroni REST and
-HAProxy stats also from the admin ranges (monitoring, ``pgfleet status``);
-every cluster port (etcd 2379/2380, Patroni 8008, the endpoints, pgBackRest's
-TLS server 8432 when backups are on) from the cluster's own members. The file is checked with ``nft -c`` before it is loaded.
+The same matrix renders Hetzner's firewall (:func:`pgfleet.fleet.policy.firewall_rules`): clients reach
+HAProxy's endpoints only; the admin ranges SSH, PostgreSQL and PgBouncer directly, HAProxy stats and
+Patroni's REST API; the stack's own members what replication, etcd and backups need. The file is
+checked with ``nft -c`` before it is loaded.
 """
 
 from __future__ import annotations
@@ -20,17 +19,17 @@ from roles._common import ServiceActive, put, render
 
 DEFAULTS = {"firewall_config": "/etc/nftables.conf"}
 
-ENDPOINT_PORTS = [f"{contract.HAPROXY_POOLED_RW}-{contract.HAPROXY_DIRECT_RO}", str(contract.PGBOUNCER_PORT), str(contract.POSTGRES_PORT)]
-MONITORING_PORTS = [str(contract.HAPROXY_STATS_PORT), str(contract.PATRONI_REST_PORT)]
-ETCD_PORTS = [str(contract.ETCD_CLIENT_PORT), str(contract.ETCD_PEER_PORT)]
-PATRONI_PORTS = [str(contract.PATRONI_REST_PORT)]
-#: pgBackRest's TLS server: the backup member reaches the other members through it.
-PGBACKREST_PORTS = [str(contract.PGBACKREST_TLS_PORT)]
+#: The nftables set of addresses behind each source of the matrix (IPv4; admin and clients also IPv6).
+SETS = {"admin": "admin", "clients": "clients", "members": "members"}
 
 
 def _split(cidrs: list[str]) -> tuple[list[str], list[str]]:
     nets = [ipaddress.ip_network(c) for c in cidrs]
     return [str(n) for n in nets if n.version == 4], [str(n) for n in nets if n.version == 6]
+
+
+def host_roles(d: dict) -> list[str]:
+    return [r for r, on in (("postgres", d["firewall_postgres"]), ("etcd", d["firewall_etcd"])) if on]
 
 
 def ruleset(d: dict) -> str:
@@ -43,14 +42,9 @@ def ruleset(d: dict) -> str:
         {"name": "clients6", "type": "ipv6_addr", "elements": client6},
         {"name": "members4", "type": "ipv4_addr", "elements": list(d["firewall_member_ips"])},
     ]
-    postgres, etcd = d["firewall_postgres"], d["firewall_etcd"]
-    cluster = (ENDPOINT_PORTS + PATRONI_PORTS + [str(contract.HAPROXY_STATS_PORT)] if postgres else []) + (ETCD_PORTS if etcd else [])
-    if postgres and d.get("pgbackrest_enabled"):
-        cluster += PGBACKREST_PORTS
-    return render("firewall/nftables.conf.j2", sets=sets,
-                  endpoint_ports=ENDPOINT_PORTS if postgres else [],
-                  monitoring_ports=MONITORING_PORTS if postgres else [],
-                  cluster_ports=cluster)
+    rules = [{"ports": list(r.ports), "set": SETS[r.source], "ipv6": r.source in contract.PUBLIC_SOURCES, "what": r.what}
+             for r in contract.port_rules(host_roles(d), bool(d.get("pgbackrest_enabled")))]
+    return render("firewall/nftables.conf.j2", sets=sets, rules=rules)
 
 
 @deploy("Firewall", data_defaults=DEFAULTS)

@@ -160,8 +160,12 @@ def test_no_database_or_cluster_port_open_to_the_internet(shipped: dict[str, Run
         assert rule["direction"] == "in"
         if _ports(rule) & DATABASE_PORTS:
             assert not WHOLE_INTERNET & set(rule["sourceIps"]), rule
+    spec = load(stack)
+    for rule in rules:  # direct PostgreSQL/PgBouncer, stats and Patroni REST: admin ranges only (contract.PORT_MATRIX)
+        if _ports(rule) & {5432, 6432, 7000, 8008}:
+            assert rule["sourceIps"] == spec.admin_cidrs, rule
     opened = set().union(*(_ports(r) for r in rules))
-    assert not opened & {5432, 6432, 8008, 2379, 2380}, "cluster ports travel on the private network only"
+    assert not opened & {2379, 2380, 8432}, "etcd and pgBackRest's TLS server travel on the private network only"
 
 
 @pytest.mark.parametrize("stack", HCLOUD_STACKS)

@@ -105,9 +105,11 @@ def test_firewall_default_drop_and_who_may_reach_what() -> None:
     d = ds["prod-main-1"]
     rules = firewall.ruleset(d)
     assert "policy drop;" in rules
-    assert re.search(r"tcp dport 22 ip saddr @admin4 accept", rules)
-    assert re.search(r"tcp dport \{ 5000-5003, 6432, 5432 \} ip saddr @clients4 accept", rules)
-    members = re.search(r"tcp dport \{ ([^}]*) \} ip saddr @members4 accept", rules).group(1)
+    assert re.search(r"tcp dport \{ 22 \} ip saddr @admin4 accept", rules)
+    # clients reach HAProxy's endpoints only; PostgreSQL/PgBouncer directly, stats and Patroni REST are admin-only
+    assert re.search(r"tcp dport \{ 5000-5003 \} ip saddr @clients4 accept", rules)
+    assert re.search(r"tcp dport \{ 5432, 6432, 7000, 8008 \} ip saddr @admin4 accept", rules)
+    members = ", ".join(re.findall(r"tcp dport \{ ([^}]*) \} ip saddr @members4 accept", rules))
     assert "2379" in members and "2380" in members and "8008" in members
     # etcd's ports are never open to clients or admins
     for line in rules.splitlines():

@@ -15,7 +15,7 @@ import pulumi_tls as tls
 
 from pgfleet import secrets as fleet_secrets
 from pgfleet.fleet import policy
-from pgfleet.inventory import HostPlan
+from pgfleet.inventory import ROLE_ETCD, ROLE_POSTGRES, HostPlan
 from pgfleet.spec import Spec
 
 TYPE = "pgfleet:fleet"
@@ -97,7 +97,7 @@ class FleetAccess(pulumi.ComponentResource):
 class _ServerGroup(pulumi.ComponentResource):
     """Servers sharing one ``spread`` placement group (no two on one physical host) and one firewall."""
 
-    def __init__(self, kind: str, name: str, spec: Spec, hosts: list[HostPlan], *, serves_clients: bool,
+    def __init__(self, kind: str, name: str, spec: Spec, hosts: list[HostPlan], *, roles: tuple[str, ...],
                  access: FleetAccess, network: FleetNetwork, opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(f"{TYPE}:{kind}", name, None, opts)
         group_name = f"pgfleet-{spec.environment}-{name}"
@@ -110,7 +110,7 @@ class _ServerGroup(pulumi.ComponentResource):
             labels=group_labels,
             rules=[hcloud.FirewallRuleArgs(direction="in", protocol="tcp", port=r.port, source_ips=list(r.sources),
                                            description=r.description)
-                   for r in policy.firewall_rules(spec, serves_clients)],
+                   for r in policy.firewall_rules(spec, roles)],
             opts=_child(self),
         )
         self.servers: dict[str, hcloud.Server] = {h.name: self._server(spec, h, access, network) for h in hosts}
@@ -153,7 +153,7 @@ class DatabaseCluster(_ServerGroup):
 
     def __init__(self, name: str, spec: Spec, hosts: list[HostPlan], access: FleetAccess, network: FleetNetwork,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("DatabaseCluster", name, spec, hosts, serves_clients=True, access=access, network=network, opts=opts)
+        super().__init__("DatabaseCluster", name, spec, hosts, roles=(ROLE_POSTGRES,), access=access, network=network, opts=opts)
 
 
 class EtcdNodes(_ServerGroup):
@@ -161,7 +161,7 @@ class EtcdNodes(_ServerGroup):
 
     def __init__(self, name: str, spec: Spec, hosts: list[HostPlan], access: FleetAccess, network: FleetNetwork,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("EtcdNodes", name, spec, hosts, serves_clients=False, access=access, network=network, opts=opts)
+        super().__init__("EtcdNodes", name, spec, hosts, roles=(ROLE_ETCD,), access=access, network=network, opts=opts)
 
 
 class ClusterLoadBalancer(pulumi.ComponentResource):

@@ -23,14 +23,8 @@ IMAGE = "debian-13"
 #: Hetzner refuses more servers than this in one ``spread`` placement group.
 SPREAD_GROUP_LIMIT = 10
 
-SSH_PORT = contract.SSH_PORT
-#: HAProxy's client endpoints (rw/ro pooled, rw/ro direct): the only ports clients reach.
+#: HAProxy's client endpoints (rw/ro pooled, rw/ro direct): the only ports clients reach (contract.PORT_MATRIX).
 CLIENT_PORTS = (contract.HAPROXY_POOLED_RW, contract.HAPROXY_DIRECT_RO)
-#: PostgreSQL, PgBouncer, Patroni REST, etcd client/peer, HAProxy stats. These
-#: stay on the private network, which Hetzner firewalls do not filter; the
-#: public firewall never names them, so they are closed to the internet.
-CLUSTER_PORTS = (contract.POSTGRES_PORT, contract.PGBOUNCER_PORT, contract.PATRONI_REST_PORT, contract.ETCD_CLIENT_PORT,
-                 contract.ETCD_PEER_PORT, contract.HAPROXY_STATS_PORT)
 PATRONI_PORT = contract.PATRONI_REST_PORT
 
 
@@ -88,17 +82,18 @@ def check_hcloud(spec: Spec) -> None:
                                f"and the load balancers (from {lowest_lb} up). Fix: use a larger subnet, e.g. a /24")
 
 
-def firewall_rules(spec: Spec, serves_clients: bool) -> list[FirewallRule]:
-    """Inbound rules from the public internet; anything not listed is dropped.
+def firewall_rules(spec: Spec, roles: tuple[str, ...]) -> list[FirewallRule]:
+    """Inbound rules from outside the private network; anything not listed is dropped.
 
-    SSH from the admin ranges only; database nodes also take clients on the
-    HAProxy endpoints from the client ranges. Cluster ports are never listed.
+    The rows of :data:`pgfleet.contract.PORT_MATRIX` whose source is public (admin or client ranges)
+    for hosts with ``roles``: the same matrix the hosts' nftables render. Member traffic travels on the
+    private network, which Hetzner's firewall does not filter.
     """
-    rules = [FirewallRule("SSH from admin ranges", str(SSH_PORT), tuple(spec.admin_cidrs))]
-    if serves_clients and spec.client_cidrs:
-        lo, hi = CLIENT_PORTS
-        rules.append(FirewallRule("HAProxy endpoints from client ranges", f"{lo}-{hi}", tuple(spec.client_cidrs)))
-    return rules
+    cidrs = {"admin": tuple(spec.admin_cidrs), "clients": tuple(spec.client_cidrs)}
+    names = {"admin": "admin ranges", "clients": "client ranges"}
+    return [FirewallRule(f"{r.what} from {names[r.source]}", port, cidrs[r.source])
+            for r in contract.port_rules(roles, spec.backups.enabled, sources=contract.PUBLIC_SOURCES)
+            if cidrs[r.source] for port in r.ports]
 
 
 def labels(spec: Spec, host: HostPlan | None = None, cluster: str | None = None) -> dict[str, str]:
