@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", default="lab")
     ap.add_argument("--trials", type=int, default=1)
+    ap.add_argument("--series", default=None,
+                    help="keep these runs as a named series beside earlier ones (e.g. before/after a change); "
+                         "run with PYTHONPATH=<other checkout> to measure another version of pgfleet")
     a = ap.parse_args()
 
     runs: list[dict[str, object]] = []
@@ -49,12 +53,22 @@ def main() -> None:
     finally:
         subprocess.run([*CLI, "lab", "down", "--stack", a.stack], check=True, cwd=ROOT)
 
+    series: dict[str, object] = {}
+    if a.series:
+        import json
+
+        old = results_file.RESULTS / "deploy.json"
+        series = json.loads(old.read_text()).get("series", {}) if old.exists() else {}
+        series[a.series] = {"runs": runs, "median_full_deploy_s": statistics.median(r["full_deploy_s"] for r in runs),
+                            "median_no_change_redeploy_s": statistics.median(r["no_change_redeploy_s"] for r in runs),
+                            "pgfleet": str(Path(__import__("pgfleet").__file__).parent)}
     result = {
         "benchmark": "pgfleet deploy",
         "stack": a.stack,
         "what": "fresh lab hosts (Debian 13, packages through the lab's apt proxy) -> 3-node HA cluster; then the same deploy again",
         "peer_reference": {"autobase_cold_deploy_s": 391, "autobase_reapply_no_change_s": 115},
         "runs": runs,
+        **({"series": series} if series else {}),
     }
     results_file.write("deploy", result)
 
