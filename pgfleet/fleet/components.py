@@ -208,7 +208,7 @@ class ClusterLoadBalancer(pulumi.ComponentResource):
         # be checking our private cluster CA). Patroni answers 200 only on the
         # matching role (503 otherwise), so status 200 is the test. For this to
         # pass, Patroni's REST API must not require client certificates for GET
-        # (``verify_client`` none/optional). A plain TCP check on 8008 would be
+        # (``verify_client`` none/optional). A plain TCP check on Patroni's port would be
         # useless: every member listens there. Not verified against a real
         # Hetzner account from here; if a live check ever fails on TLS, the
         # fallback is a TCP check on HAProxy's own port (every node's HAProxy
