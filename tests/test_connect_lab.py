@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from pgfleet import cluster as cluster_mod
 from pgfleet import lab as lab_mod
+from pgfleet.cli.cluster import local_psql_major
 
 pytestmark = pytest.mark.lab
 PGFLEET = str(Path(sys.executable).with_name("pgfleet"))
@@ -33,10 +33,10 @@ def pgfleet(*args: str) -> str:
 
 
 def psql_major() -> int:
-    out = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=True).stdout
-    m = re.search(r"(\d+)\.", out)
-    assert m, out
-    return int(m.group(1))
+    """This machine's psql major, as ``pgfleet up`` reads it (it prints a libpq-15 line for an older one)."""
+    major = local_psql_major()
+    assert major is not None, "psql is missing: ./bootstrap installs postgresql-client"
+    return major
 
 
 def test_printed_dsn_spreads_clients_over_the_nodes(deployed, lab) -> None:  # type: ignore[no-untyped-def]

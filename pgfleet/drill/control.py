@@ -390,8 +390,8 @@ class PatroniControl(ClusterControl):
                    f"--dial-timeout=2s --command-timeout=3s --endpoints={','.join(endpoints)} endpoint status -w json")
         errors = []
         for member in self._etcd:  # etcd's own hosts: they have etcdctl (dedicated nodes, or another cluster's)
-            try:  # members that do not answer make etcdctl exit 1 after printing the others
-                out = run_on(self._inv, member, ["sh", "-c", f"{etcdctl} 2>/dev/null; true"], timeout=20)
+            try:  # members that do not answer make etcdctl exit 1 after printing the others; anything worse is an error
+                out = run_on(self._inv, member, ["sh", "-c", f"{etcdctl}; rc=$?; [ $rc -le 1 ]"], timeout=20)
                 return etcd_status_problems(json.loads(out or "[]"), endpoints)
             except (PgfleetError, ValueError) as e:
                 errors.append(f"{member}: {e}")

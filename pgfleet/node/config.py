@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, fields
 
 
@@ -27,3 +28,12 @@ class NodeConfig:
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"
+
+
+def json_argument(argv: list[str], program: str, what: str = "DESIRED.json") -> dict | None:
+    """The one JSON file a node program takes as its only argument; None (after printing the usage) otherwise."""
+    if len(argv) != 1:
+        print(f"usage: {program} {what}", file=sys.stderr)
+        return None
+    with open(argv[0]) as f:
+        return dict(json.load(f))

@@ -9,12 +9,11 @@ to run again: existing users and roles are kept, passwords set to the desired on
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from . import etcd
-from .config import NodeConfig
+from .config import NodeConfig, json_argument
 
 EXISTS = ("already exists",)
 
@@ -55,10 +54,8 @@ def converge(call: etcd.Transport, want: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str], cfg: NodeConfig) -> int:
-    if len(argv) != 1:
-        print("usage: etcd-auth DESIRED.json")
+    want = json_argument(argv, "etcd-auth", "DESIRED.json")
+    if want is None:
         return 2
-    with open(argv[0]) as f:
-        want = json.load(f)
     print(converge(etcd.Gateway(cfg.etcd_url, cfg.ca_file, cfg.cert_file, cfg.key_file), want))
     return 0

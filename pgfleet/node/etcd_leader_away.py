@@ -19,14 +19,13 @@ started member. Failures are logged and retried; they never touch PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from . import etcd, patroni
-from .config import NodeConfig
+from .config import NodeConfig, json_argument
 
 
 def targets(status: Mapping[str, Any], members: list[Mapping[str, Any]]) -> list[str]:
@@ -92,11 +91,9 @@ def once(c: Client) -> str | None:
 
 def main(argv: list[str], node: NodeConfig | None = None) -> int:
     """``etcd-leader-away CONFIG.json``: its own 0600 file (etcd's root password; the local member's address)."""
-    if len(argv) != 1:
-        print("usage: etcd-leader-away CONFIG.json", file=sys.stderr)
+    cfg = json_argument(argv, "etcd-leader-away", "CONFIG.json")
+    if cfg is None:
         return 2
-    with open(argv[0]) as f:
-        cfg = json.load(f)
     c = Client(cfg)
     print(f"etcd-leader-away: watching {cfg['etcd']} and {cfg['patroni']} every {cfg['interval']} s", flush=True)
     while True:

@@ -11,7 +11,6 @@ Credentials come from patroni.yml, never from the command line.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -19,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import patroni
-from .config import NodeConfig
+from .config import NodeConfig, json_argument
 from .patroni import Member
 
 UNITS = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -94,11 +93,9 @@ def wait_pending(api: patroni.Client, seconds: float) -> list[Member]:
 
 
 def main(argv: list[str], cfg: NodeConfig) -> int:
-    if len(argv) != 1:
-        print("usage: patroni-config DESIRED.json")
+    want = json_argument(argv, "patroni-config", "DESIRED.json")
+    if want is None:
         return 2
-    with open(argv[0]) as f:
-        want = json.load(f)
     api = patroni.local(cfg, with_auth=True)
     try:
         have = api.config()
