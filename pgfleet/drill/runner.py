@@ -161,7 +161,7 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     present: set[tuple[int, int]] = set()
     fault_at = None
     hold_end: float | None = None
-    ctx_target: str | None = None
+    target: str | None = None
     ctx: DrillContext | None = None
     work.start()
     try:
@@ -174,7 +174,6 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
         # from here on a failure undoes the fault (nothing to undo before it is injected)
         ctx = DrillContext(before=before, leader=before.leader.name, target=target, run_id=work.run_id)
         log(f"{scenario.name}: fault on {ctx.target}")
-        ctx_target = ctx.target
         fault_at = time.monotonic()
         r.fault_wall = time.time()
         scenario.inject(control, ctx)
@@ -234,9 +233,9 @@ def run_drill(control: ClusterControl, scenario: Scenario, opts: DrillOptions = 
     at_fault = {w: result.entry_at(w, fault_at) for w in result.attempted}
     apply_workload(r, result.acks, result.errors, result.attempted, present, result.started, result.stopped, fault_at,
                    hold_end=hold_end, entries=at_fault, ended=result.ended_writers)
-    if scenario.needs_entry and ctx_target:
-        through = [w for w, e in at_fault.items() if e == control.entry_address(ctx_target)]
-        r.notes.append(f"writer(s) {through} entered through {ctx_target} when the fault hit")
+    if scenario.needs_entry and target:
+        through = [w for w, e in at_fault.items() if e == control.entry_address(target)]
+        r.notes.append(f"writer(s) {through} entered through {target} when the fault hit")
     r.blocked_writers = len(result.blocked_writers)
     r.timeline = timeline_problems(scenario.leader_change, r.old_leader, r.new_leader, r.timeline_before, r.timeline_after)
     if result.errors_dropped:
