@@ -19,6 +19,7 @@ from pgfleet.spec import Spec
 ROLE_POSTGRES = "postgres"  # PostgreSQL + Patroni + PgBouncer + HAProxy + pgBackRest
 ROLE_ETCD = "etcd"
 ROLE_CLIENT = "client"  # lab only: drills, benchmarks, the backup store's client side
+ROLE_MONITOR = "monitor"  # Prometheus, Alertmanager and pgfleet's probe exporter (monitoring.enabled)
 
 
 class InventoryHost(BaseModel):
@@ -105,4 +106,8 @@ def plan(spec: Spec) -> list[HostPlan]:
             add(name, None, [ROLE_ETCD], spec.etcd.server_type)
     if spec.lab.client_host:  # only lab stacks have one (spec validation clears it for others)
         add(f"{spec.environment}-client", None, [ROLE_CLIENT], "cx23")
+    if spec.monitoring.enabled:  # after every other host, so enabling it renumbers nobody
+        m = spec.monitoring
+        add(m.host.name if m.host else f"{spec.environment}-monitor", None, [ROLE_MONITOR], m.server_type,
+            str(m.host.private_ip or m.host.public_ip) if m.host else None)
     return out

@@ -150,6 +150,8 @@ class VectorIndexWatchSpec(_Model):
     #: ``table`` or ``schema.table``.
     table: str = Field(pattern=r"^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
     column: str = Field(pattern=_IDENT)
+    #: A unique column of the table: the probe leaves each query's own row out of both top-k lists.
+    key: str = Field(default="id", pattern=_IDENT)
     #: pgvector's distance operator: <-> L2, <=> cosine, <#> negative inner product, <+> L1.
     operator: Literal["<->", "<=>", "<#>", "<+>"] = "<=>"
     k: int = Field(default=10, ge=1, le=1000)
@@ -162,6 +164,10 @@ class MonitoringSpec(_Model):
     """Prometheus + Alertmanager for the environment (the monitoring host and exporters are deployed by pgfleet)."""
 
     enabled: bool = True
+    #: The monitoring host's Hetzner server type (provider hcloud; the lab sizes it like one).
+    server_type: str = "cx23"
+    #: Provider static: the existing machine that runs Prometheus and Alertmanager.
+    host: StaticHostSpec | None = None
     retention_days: int = Field(default=15, ge=1, le=3650)
     receivers: ReceiversSpec = ReceiversSpec()
     #: A Prometheus-compatible store the user already runs (``remote_write``).

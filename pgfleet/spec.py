@@ -343,6 +343,15 @@ def _monitoring_problems(spec: Spec) -> list[Problem]:
         except ValueError as e:
             p.append(Problem("pgfleet:backups", {"full_schedule": spec.backups.full_schedule, "diff_schedule": spec.backups.diff_schedule},
                              f"the backup-age alerts cannot be computed: {e}", "write the schedules as 'DAYS *-*-* HH:MM:SS' (e.g. 'Sun *-*-* 01:00:00')"))
+    if m.server_type not in SERVER_TYPES:
+        fix = f"use {DEPRECATED[m.server_type]!r}" if m.server_type in DEPRECATED else "use e.g. cx23"
+        p.append(Problem(f"{f}.server_type", m.server_type, "unknown or deprecated Hetzner server type", fix))
+    if spec.provider == "static" and m.host is None:
+        p.append(Problem(f"{f}.host", None, "provider static needs the existing machine that runs Prometheus and Alertmanager",
+                         "set host: {name, public_ip, private_ip}, or enabled: false"))
+    if spec.provider != "static" and m.host is not None:
+        p.append(Problem(f"{f}.host", m.host.name, f"a listed monitoring host is only for provider static (this stack is {spec.provider})",
+                         "remove host: pgfleet creates the monitoring host"))
     clusters = {c.name: (i, c) for i, c in enumerate(spec.clusters)}
     seen: set[tuple[str, str, str, str]] = set()
     for i, w in enumerate(m.vector_indexes):

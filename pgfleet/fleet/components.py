@@ -15,7 +15,7 @@ import pulumi_tls as tls
 
 from pgfleet import secrets as fleet_secrets
 from pgfleet.fleet import policy
-from pgfleet.inventory import ROLE_ETCD, ROLE_POSTGRES, HostPlan
+from pgfleet.inventory import ROLE_ETCD, ROLE_MONITOR, ROLE_POSTGRES, HostPlan
 from pgfleet.spec import Spec
 
 TYPE = "pgfleet:fleet"
@@ -162,6 +162,14 @@ class EtcdNodes(_ServerGroup):
     def __init__(self, name: str, spec: Spec, hosts: list[HostPlan], access: FleetAccess, network: FleetNetwork,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("EtcdNodes", name, spec, hosts, roles=(ROLE_ETCD,), access=access, network=network, opts=opts)
+
+
+class MonitoringHost(_ServerGroup):
+    """The small host that runs Prometheus, Alertmanager and pgfleet's probe; it scrapes the others over the private network."""
+
+    def __init__(self, name: str, spec: Spec, hosts: list[HostPlan], access: FleetAccess, network: FleetNetwork,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("MonitoringHost", name, spec, hosts, roles=(ROLE_MONITOR,), access=access, network=network, opts=opts)
 
 
 class ClusterLoadBalancer(pulumi.ComponentResource):

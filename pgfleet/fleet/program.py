@@ -16,12 +16,13 @@ from pgfleet.fleet.components import (
     ClusterLoadBalancer,
     ClusterSecrets,
     DatabaseCluster,
+    MonitoringHost,
     EtcdNodes,
     FleetAccess,
     FleetNetwork,
 )
 from pgfleet import providers
-from pgfleet.inventory import ROLE_ETCD, HostPlan, Inventory, InventoryHost, plan
+from pgfleet.inventory import ROLE_ETCD, ROLE_MONITOR, HostPlan, Inventory, InventoryHost, plan
 from pgfleet.spec import Spec
 
 
@@ -65,6 +66,10 @@ def _hcloud_fleet(spec: Spec, stack: str) -> pulumi.Output:
     if etcd_hosts:
         etcd = EtcdNodes("etcd", spec, etcd_hosts, access, network)
         public_ips.update({n: s.ipv4_address for n, s in etcd.servers.items()})
+    monitor_hosts = [h for h in hosts if ROLE_MONITOR in h.roles]
+    if monitor_hosts:
+        monitor = MonitoringHost("monitoring", spec, monitor_hosts, access, network)
+        public_ips.update({n: s.ipv4_address for n, s in monitor.servers.items()})
     addresses = pulumi.Output.from_input({"public": public_ips, "load_balancers": load_balancers})
     return addresses.apply(lambda a: _inventory(spec, stack, hosts, a["public"], a["load_balancers"]))
 
