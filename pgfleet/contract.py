@@ -49,10 +49,24 @@ ETCD_PEER_PORT = 2380
 #: pgBackRest's TLS server on every database node: the backup member reaches the other members through it.
 PGBACKREST_TLS_PORT = 8432
 SSH_PORT = 22
+#: Monitoring (pgfleet/monitoring/prometheus.py scrapes them; only the monitoring host may reach the exporters).
+NODE_EXPORTER_PORT = 9100
+POSTGRES_EXPORTER_PORT = 9187
+PGBOUNCER_EXPORTER_PORT = 9127
+PGBACKREST_EXPORTER_PORT = 9854
+#: HAProxy's TLS frontend for the monitoring host: its own /metrics and Patroni's (/patroni/metrics), client certificate required.
+HAPROXY_METRICS_PORT = 7001
+#: etcd's --listen-metrics-urls (TLS with client certificates, no client-API access).
+ETCD_METRICS_PORT = 2381
+#: pgfleet's probe exporter (recall, index fit, certificates, archive backlog) on the monitoring host.
+PGFLEET_EXPORTER_PORT = 9188
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
 # ---- who may reach which port: the one matrix both firewalls (nftables on every host, Hetzner's) render
 
 #: Sources: "admin" (admin_cidrs: operators and pgfleet's own commands), "clients" (client_cidrs), "members"
-#: (the stack's own machines, over the private network, which Hetzner's firewall does not filter).
+#: (the stack's own machines, over the private network, which Hetzner's firewall does not filter), "monitor"
+#: (the monitoring host only, over the private network: the exporters are not for admins or clients).
 PUBLIC_SOURCES = ("admin", "clients")
 
 
@@ -85,28 +99,23 @@ PORT_MATRIX: tuple[PortRule, ...] = (
                            HAPROXY_STATS_PORT), ("postgres",), "endpoints, replication, Patroni REST, HAProxy stats"),
     PortRule("members", _p(ETCD_CLIENT_PORT, ETCD_PEER_PORT), ("etcd",), "etcd client and peer"),
     PortRule("members", _p(PGBACKREST_TLS_PORT), ("postgres",), "pgBackRest's TLS server", backups_only=True),
+    PortRule("monitor", _p(NODE_EXPORTER_PORT), ("postgres", "etcd"), "node exporter"),
+    PortRule("monitor", _p(POSTGRES_EXPORTER_PORT, PGBOUNCER_EXPORTER_PORT, HAPROXY_METRICS_PORT), ("postgres",),
+             "PostgreSQL and PgBouncer exporters, HAProxy's and Patroni's metrics"),
+    PortRule("monitor", _p(PGBACKREST_EXPORTER_PORT), ("postgres",), "pgBackRest exporter", backups_only=True),
+    PortRule("monitor", _p(ETCD_METRICS_PORT), ("etcd",), "etcd metrics"),
+    PortRule("admin", _p(PROMETHEUS_PORT, ALERTMANAGER_PORT), ("monitor",), "Prometheus and Alertmanager (HTTPS)"),
+    # the probe measures recall through the endpoints the application uses, as the application
+    PortRule("monitor", _p((HAPROXY_POOLED_RW, HAPROXY_DIRECT_RO)), ("postgres",), "HAProxy endpoints, for the recall probe"),
 )
 
 
-def port_rules(roles: Sequence[str], backups: bool, sources: Sequence[str] = ("admin", "clients", "members")) -> list[PortRule]:
+def port_rules(roles: Sequence[str], backups: bool, sources: Sequence[str] = ("admin", "clients", "members", "monitor")) -> list[PortRule]:
     """The matrix rows that apply to a host with ``roles``, from ``sources``."""
     return [r for r in PORT_MATRIX if r.source in sources and (r.roles == ("any",) or set(r.roles) & set(roles))
             and (backups or not r.backups_only)]
 
 
-#: Monitoring (pgfleet/monitoring/prometheus.py scrapes them; only the monitoring host may reach the exporters).
-NODE_EXPORTER_PORT = 9100
-POSTGRES_EXPORTER_PORT = 9187
-PGBOUNCER_EXPORTER_PORT = 9127
-PGBACKREST_EXPORTER_PORT = 9854
-#: HAProxy's /metrics behind TLS (the plain stats port stays for admins); not deployed yet.
-HAPROXY_METRICS_PORT = 7001
-#: etcd's --listen-metrics-urls (TLS, no client-API access); not deployed yet.
-ETCD_METRICS_PORT = 2381
-#: pgfleet's probe exporter (recall, index fit, certificates, archive backlog) on the monitoring host.
-PGFLEET_EXPORTER_PORT = 9188
-PROMETHEUS_PORT = 9090
-ALERTMANAGER_PORT = 9093
 
 # ---- paths
 
@@ -133,6 +142,15 @@ ETCD_LEADER_AWAY_CONFIG = "/etc/pgfleet/etcd-leader-away.json"
 #: Where converge steps keep the desired input and, once applied, a copy of it.
 DESIRED_DIR = "/etc/pgfleet/converge"
 APPLIED_DIR = "/var/lib/pgfleet/applied"
+
+#: pgfleet's monitoring files on every host (exporters' TLS settings) and the monitoring host's configuration.
+MONITORING_DIR = "/etc/pgfleet/monitoring"
+#: node_exporter's textfile collector: pgfleet's node metrics land here (:mod:`pgfleet.node.node_metrics`).
+NODE_METRICS_DIR = "/var/lib/prometheus/node-exporter"
+NODE_METRICS_CONFIG = "/etc/pgfleet/node-metrics.json"
+#: Seconds between two node-metrics runs, and between two ``pgbackrest info`` of the pgBackRest exporter.
+NODE_METRICS_INTERVAL = 30
+PGBACKREST_EXPORTER_INTERVAL = 60
 
 # ---- OS users and groups
 
@@ -162,6 +180,13 @@ HAPROXY_UNIT = "haproxy.service"
 PGBACKREST_UNIT = "pgbackrest.service"
 NFTABLES_UNIT = "nftables.service"
 LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
+#: Debian's exporter units, and the user each runs as (its /etc/default file is readable by that group).
+EXPORTER_UNITS = {"node": "prometheus-node-exporter.service", "postgres": "prometheus-postgres-exporter.service",
+                  "pgbouncer": "prometheus-pgbouncer-exporter.service", "pgbackrest": "prometheus-pgbackrest-exporter.service"}
+EXPORTER_USERS = {"node": "prometheus", "postgres": "prometheus", "pgbouncer": POSTGRES_OS_USER, "pgbackrest": POSTGRES_OS_USER}
+PROMETHEUS_UNIT = "prometheus.service"
+ALERTMANAGER_UNIT = "prometheus-alertmanager.service"
+PROBE_UNIT = "pgfleet-probe.service"
 
 
 def unit_name(unit: str) -> str:

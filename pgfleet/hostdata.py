@@ -17,8 +17,9 @@ import ipaddress
 from typing import Any
 
 from pgfleet import contract, sizing
+from pgfleet.monitoring import alertmanager, prometheus, rules
 from pgfleet.providers import provider_class
-from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, Inventory, InventoryHost
+from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_MONITOR, ROLE_POSTGRES, Inventory, InventoryHost
 from pgfleet.server_types import DEBIAN13_EXTENSIONS
 from pgfleet.spec import ClusterSpec, Spec
 from pgfleet.tls import Names
@@ -26,6 +27,12 @@ from pgfleet.tls import Names
 ETCD_PACKAGES = ["etcd-server", "etcd-client"]
 BASE_PACKAGES = ["ca-certificates", "curl", "nftables", "ssl-cert", "python3", "python3-yaml"]
 CLIENT_PACKAGES = ["postgresql-client"]
+#: Debian 13's exporters: node_exporter on every database and etcd host, the rest beside PostgreSQL.
+NODE_EXPORTER_PACKAGES = ["prometheus-node-exporter"]
+POSTGRES_EXPORTER_PACKAGES = ["prometheus-postgres-exporter", "prometheus-pgbouncer-exporter"]
+PGBACKREST_EXPORTER_PACKAGES = ["prometheus-pgbackrest-exporter"]
+#: The monitoring host: Prometheus, Alertmanager, and what pgfleet's probe imports (hosts cannot pip install).
+MONITOR_PACKAGES = ["prometheus", "prometheus-alertmanager", "python3-prometheus-client", "python3-psycopg"]
 
 
 def cluster_members(inv: Inventory, cluster: str) -> list[InventoryHost]:
@@ -33,8 +40,8 @@ def cluster_members(inv: Inventory, cluster: str) -> list[InventoryHost]:
 
 
 def member_ips(inv: Inventory) -> list[str]:
-    """Addresses of every machine of the stack (database, etcd, lab client): the cluster's members."""
-    return sorted({h.private_ip for h in inv.hosts if ROLE_CLIENT not in h.roles}, key=ipaddress.ip_address)
+    """Addresses of the database and etcd machines: the cluster's members (not the lab client, not the monitoring host)."""
+    return sorted({h.private_ip for h in inv.hosts if {ROLE_POSTGRES, ROLE_ETCD} & set(h.roles)}, key=ipaddress.ip_address)
 
 
 def tls_names(spec: Spec, inv: Inventory, host: InventoryHost) -> Names:
@@ -68,14 +75,56 @@ def packages(spec: Spec, host: InventoryHost) -> list[str]:
         out += ETCD_PACKAGES
     if ROLE_CLIENT in host.roles:
         out += CLIENT_PACKAGES
+    out += [p for name in exporters(spec, host) for p in EXPORTER_PACKAGES[name]]
+    if ROLE_MONITOR in host.roles:
+        out += MONITOR_PACKAGES
     return out
+
+
+EXPORTER_PACKAGES = {"node": NODE_EXPORTER_PACKAGES, "postgres": POSTGRES_EXPORTER_PACKAGES[:1],
+                     "pgbouncer": POSTGRES_EXPORTER_PACKAGES[1:], "pgbackrest": PGBACKREST_EXPORTER_PACKAGES}
+
+
+def exporters(spec: Spec, host: InventoryHost) -> list[str]:
+    """The exporters a database, etcd or monitoring host runs (none with monitoring off)."""
+    if not spec.monitoring.enabled or not {ROLE_POSTGRES, ROLE_ETCD, ROLE_MONITOR} & set(host.roles):
+        return []
+    out = ["node"]
+    if ROLE_POSTGRES in host.roles:
+        out += ["postgres", "pgbouncer"] + (["pgbackrest"] if spec.backups.enabled else [])
+    return out
+
+
+def scrape_targets(inv: Inventory) -> list[prometheus.Target]:
+    """What the monitoring host scrapes: every database and etcd host, and itself (node_exporter)."""
+    return [prometheus.Target(h.name, h.private_ip, h.cluster, postgres=ROLE_POSTGRES in h.roles, etcd=ROLE_ETCD in h.roles)
+            for h in inv.hosts if {ROLE_POSTGRES, ROLE_ETCD, ROLE_MONITOR} & set(h.roles)]
+
+
+def monitor_data(spec: Spec, inv: Inventory) -> dict[str, Any]:
+    """The monitoring host's configuration files (no secrets: the SMTP password and the probe's are the role's)."""
+    email = spec.monitoring.receivers.email
+    return {
+        "monitor_prometheus_config": prometheus.config_yaml(spec, scrape_targets(inv), tls=prometheus.TlsFiles(key=MONITOR_KEY)),
+        "monitor_prometheus_flags": prometheus.storage_flags(spec),
+        "monitor_rules": rules.rules_yaml(spec),
+        "monitor_alertmanager": alertmanager.without_secrets(spec),
+        "monitor_smtp_password_secret": email.password_secret if email else None,
+        "monitor_key": MONITOR_KEY,
+    }
 
 
 def ports() -> dict[str, int]:
     """The contract's ports, as templates name them (``pgfleet_ports.patroni_rest``)."""
     return {"postgres": contract.POSTGRES_PORT, "pgbouncer": contract.PGBOUNCER_PORT, "patroni_rest": contract.PATRONI_REST_PORT,
             "etcd_client": contract.ETCD_CLIENT_PORT, "etcd_peer": contract.ETCD_PEER_PORT,
-            "haproxy_stats": contract.HAPROXY_STATS_PORT, "pgbackrest_tls": contract.PGBACKREST_TLS_PORT}
+            "haproxy_stats": contract.HAPROXY_STATS_PORT, "pgbackrest_tls": contract.PGBACKREST_TLS_PORT,
+            "haproxy_metrics": contract.HAPROXY_METRICS_PORT, "etcd_metrics": contract.ETCD_METRICS_PORT}
+
+
+#: The monitoring host's key, readable by Prometheus and Alertmanager (Debian runs Prometheus with PrivateUsers,
+#: which maps no supplementary group: the ssl-cert group cannot grant it the host key).
+MONITOR_KEY = "/etc/prometheus/pgfleet-host.key"
 
 
 def etcd_hosts(inv: Inventory) -> list[InventoryHost]:
@@ -208,8 +257,17 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
         "firewall_member_ips": member_ips(inv),
         "firewall_postgres": ROLE_POSTGRES in host.roles,
         "firewall_etcd": ROLE_ETCD in host.roles,
+        "firewall_monitor": ROLE_MONITOR in host.roles,
+        "firewall_monitor_ips": [h.private_ip for h in inv.by_role(ROLE_MONITOR)],
         "etcd_endpoints": [f"https://{h.private_ip}:{contract.ETCD_CLIENT_PORT}" for h in etcd],
+        "exporters": exporters(spec, host),
+        # only the monitoring host's certificate may scrape (its SANs: its name)
+        "exporters_allowed_sans": [h.name for h in inv.by_role(ROLE_MONITOR)],
+        "etcd_metrics": spec.monitoring.enabled,
+        "haproxy_metrics": spec.monitoring.enabled,
     }
+    if ROLE_MONITOR in host.roles:
+        d.update(monitor_data(spec, inv))
     if host.cluster is not None:
         c = spec.cluster(host.cluster)
         d["base_kernel_sysctls"] = sizing.kernel_sysctls(c)
@@ -270,7 +328,7 @@ def ssh_data(inv: Inventory, host: InventoryHost) -> dict[str, Any]:
 
 def pyinfra_groups(spec: Spec, inv: Inventory) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """pyinfra groups (one per inventory role) of ``(host name, host data)``."""
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {ROLE_POSTGRES: [], ROLE_ETCD: [], ROLE_CLIENT: []}
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {ROLE_POSTGRES: [], ROLE_ETCD: [], ROLE_CLIENT: [], ROLE_MONITOR: []}
     for h in inv.hosts:
         hd = {**ssh_data(inv, h), **host_data(spec, inv, h)}
         for role in h.roles:

@@ -67,6 +67,12 @@ def s3_key_names(spec: Spec) -> list[str]:
     return list(S3_KEYS) if spec.backups.enabled else []
 
 
+def user_secret_names(spec: Spec) -> list[str]:
+    """Secrets the user provides as Pulumi config secrets: object storage keys, the SMTP password the spec names."""
+    email = spec.monitoring.receivers.email if spec.monitoring.enabled else None
+    return s3_key_names(spec) + ([email.password_secret] if email is not None and email.password_secret else [])
+
+
 def new_password() -> str:
     # URL- and shell-safe, 32 chars, ~190 bits
     return pysecrets.token_urlsafe(24)
@@ -114,7 +120,7 @@ def load_or_create_local(stack: str, spec: Spec) -> Secrets:
     else:
         cert, key = new_ca(f"pgfleet {stack} cluster CA")
         data = Secrets(passwords={}, ca_cert_pem=cert, ca_key_pem=key)
-    missing = [n for n in password_names(spec) + s3_key_names(spec) if n not in data.passwords]
+    missing = [n for n in password_names(spec) + user_secret_names(spec) if n not in data.passwords]
     if missing or not path.exists():
         data = data.model_copy(update={"passwords": {**data.passwords, **{n: new_password() for n in missing}}})
         state.write_private(path, data.model_dump_json(indent=2))

@@ -2,7 +2,7 @@
 
 The same matrix renders Hetzner's firewall (:func:`pgfleet.fleet.policy.firewall_rules`): clients reach
 HAProxy's endpoints only; the admin ranges SSH, PostgreSQL and PgBouncer directly, HAProxy stats and
-Patroni's REST API; the stack's own members what replication, etcd and backups need. The file is
+Patroni's REST API; the stack's own members what replication, etcd and backups need; the monitoring host the exporters. The file is
 checked with ``nft -c`` before it is loaded.
 """
 
@@ -20,7 +20,7 @@ from roles._common import ServiceActive, put, render
 DEFAULTS = {"firewall_config": "/etc/nftables.conf"}
 
 #: The nftables set of addresses behind each source of the matrix (IPv4; admin and clients also IPv6).
-SETS = {"admin": "admin", "clients": "clients", "members": "members"}
+SETS = {"admin": "admin", "clients": "clients", "members": "members", "monitor": "monitor"}
 
 
 def _split(cidrs: list[str]) -> tuple[list[str], list[str]]:
@@ -29,7 +29,7 @@ def _split(cidrs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def host_roles(d: dict) -> list[str]:
-    return [r for r, on in (("postgres", d["firewall_postgres"]), ("etcd", d["firewall_etcd"])) if on]
+    return [r for r, on in (("postgres", d["firewall_postgres"]), ("etcd", d["firewall_etcd"]), ("monitor", d["firewall_monitor"])) if on]
 
 
 def ruleset(d: dict) -> str:
@@ -41,6 +41,7 @@ def ruleset(d: dict) -> str:
         {"name": "clients4", "type": "ipv4_addr", "elements": client4},
         {"name": "clients6", "type": "ipv6_addr", "elements": client6},
         {"name": "members4", "type": "ipv4_addr", "elements": list(d["firewall_member_ips"])},
+        {"name": "monitor4", "type": "ipv4_addr", "elements": list(d["firewall_monitor_ips"])},
     ]
     rules = [{"ports": list(r.ports), "set": SETS[r.source], "ipv6": r.source in contract.PUBLIC_SOURCES, "what": r.what}
              for r in contract.port_rules(host_roles(d), bool(d.get("pgbackrest_enabled")))]

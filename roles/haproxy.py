@@ -2,7 +2,9 @@
 
 5000/5001 reach PgBouncer on the primary / the replicas (the primary when no
 replica is healthy), 5002/5003 the same for PostgreSQL itself, 7000 serves
-stats and Prometheus metrics. Health comes from Patroni's REST API over
+stats and Prometheus metrics to admins; with monitoring on, a TLS frontend
+(:data:`~pgfleet.contract.HAPROXY_METRICS_PORT`, client certificate required) serves HAProxy's and
+Patroni's metrics to the monitoring host. Health comes from Patroni's REST API over
 HTTPS (``/primary``, ``/replica``), with timing from
 :func:`pgfleet.sizing.haproxy_timing` (host data ``haproxy_timing``) and ``maxconn`` from
 :func:`pgfleet.sizing.service_limits` so it fits the host's open-files limit.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import files, server, systemd
 
 from pgfleet import contract, sizing
 from roles._common import HardNofile, ServiceActive, data, put, render
@@ -40,8 +42,12 @@ def config(d: dict, nofile: int) -> str:
 
 
 @deploy("HAProxy", data_defaults=DEFAULTS)
-def apply() -> None:
+def apply(tls_reissued: bool = False) -> None:
+    """``tls_reissued``: the host certificate was replaced; the metrics frontend serves it, so HAProxy reloads."""
     d = host.data
+    # HAProxy finds a certificate's key beside it as <crt>.key ("ssl-load-extra-files"); it reads both as root
+    key_link = files.link(name="HAProxy: the host key beside the certificate", path=f"{contract.HOST_CERT}.key",
+                          target=contract.HOST_KEY, present=d.haproxy_metrics)
     nofile = sizing.service_nofile(host.get_fact(HardNofile))
     was_running = host.get_fact(ServiceActive, unit=contract.HAPROXY_UNIT)
     cfg = put("HAProxy configuration", d.haproxy_config, config(data(), nofile))
@@ -52,4 +58,5 @@ def apply() -> None:
     if was_running:
         systemd.service(name="HAProxy restart (unit changed)", service=contract.HAPROXY_UNIT, restarted=True, _if=unit.did_change)
         systemd.service(name="HAProxy reload (configuration changed)", service=contract.HAPROXY_UNIT, reloaded=True,
-                        _if=lambda: cfg.did_change() and not unit.did_change())
+                        _if=lambda: (cfg.did_change() or key_link.did_change() or (tls_reissued and d.haproxy_metrics))
+                        and not unit.did_change())

@@ -39,10 +39,10 @@ from typing import Any
 from deploy_fixtures import fixed_secrets, host_datas
 from pgfleet import sizing
 from pgfleet import tls as tls_mod
-from pgfleet.inventory import ROLE_ETCD, ROLE_POSTGRES
+from pgfleet.inventory import ROLE_ETCD, ROLE_MONITOR, ROLE_POSTGRES
 from pgfleet.secrets import Secrets
 from pulumi_harness import Run, issued_id, run_program
-from roles import databases, etcd, firewall, haproxy, node, patroni, pgbackrest, pgbouncer
+from roles import databases, etcd, exporters, firewall, haproxy, monitor, node, patroni, pgbackrest, pgbouncer
 from roles._common import render
 
 STACKS = ("dev", "staging", "prod", "lab")
@@ -82,7 +82,7 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
     out["pgfleet.tls.host_key"] = tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, name))
 
     # node programs: the package's modules by digest (code, not configuration), launchers and contract file in full
-    if ROLE_ETCD in roles or ROLE_POSTGRES in roles:
+    if ROLE_ETCD in roles or ROLE_POSTGRES in roles or ROLE_MONITOR in roles:
         for filename, text in node.package_files().items():
             out[f"node {filename}"] = _digest(text)
         for program in node.node.PROGRAMS:
@@ -95,6 +95,24 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
         if ROLE_POSTGRES in roles:
             out["roles.etcd.leader_away_config"] = etcd.leader_away_config(d, sec.password("etcd_root"))
             out["etcd/leader-away.service.j2"] = etcd.leader_away_unit()
+    # exporters (every host but the lab's client), then the monitoring host
+    if d["exporters"]:
+        out["roles.exporters.web_config"] = exporters.web_config(d)
+        out["roles.exporters.override"] = exporters.override(d)
+        for exporter in d["exporters"]:
+            out[f"roles.exporters.default_file {exporter}"] = exporters.default_file(d, exporter, sec.password("monitor"))
+        out["roles.exporters.node_metrics_config"] = exporters.node_metrics_config(d)
+        for unit, text in exporters.node_metrics_units().items():
+            out[f"roles.exporters.node_metrics_units {unit}"] = text
+    if ROLE_MONITOR in roles:
+        md = {**monitor.DEFAULTS, **d}
+        out["pgfleet.tls.host_key monitor copy"] = tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, name))
+        out["roles.monitor.web_config"] = monitor.web_config(md)
+        out["monitor_rules"] = d["monitor_rules"]
+        out["monitor_prometheus_config"] = d["monitor_prometheus_config"]
+        out["roles.monitor.prometheus_default"] = monitor.prometheus_default(md)
+        out["roles.monitor.alertmanager_yaml"] = monitor.alertmanager_yaml(d["monitor_alertmanager"], d["monitor_smtp_password_secret"], sec)
+        out["roles.monitor.alertmanager_default"] = monitor.alertmanager_default(md)
     if ROLE_POSTGRES not in roles:
         return out
 

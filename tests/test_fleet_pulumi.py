@@ -57,6 +57,8 @@ config:
         - {name: bm-1, public_ip: 203.0.113.21, private_ip: 10.42.1.21}
         - {name: bm-2, public_ip: 203.0.113.22, private_ip: 10.42.1.22}
         - {name: bm-3, public_ip: 203.0.113.23}
+  pgfleet:monitoring:
+    host: {name: bm-monitor, public_ip: 203.0.113.24, private_ip: 10.42.1.24}
 """
 
 
@@ -88,7 +90,7 @@ def test_every_cloud_resource_belongs_to_a_component(shipped: dict[str, Run], st
     assert len(custom) > 10
     assert all(parent.startswith("pgfleet:fleet:") for parent, _ in custom), custom
     components = {typ for _, typ in pairs if typ.startswith("pgfleet:fleet:")}
-    expected = {"FleetNetwork", "FleetAccess", "ClusterSecrets", "DatabaseCluster"}
+    expected = {"FleetNetwork", "FleetAccess", "ClusterSecrets", "DatabaseCluster", "MonitoringHost"}
     expected |= {"ClusterLoadBalancer"} if load(stack).load_balancer.enabled else set()
     assert components == {f"pgfleet:fleet:{c}" for c in expected}
 
@@ -98,7 +100,7 @@ def test_every_cloud_resource_belongs_to_a_component(shipped: dict[str, Run], st
 
 @pytest.mark.parametrize("stack,count,server_type", [("dev", 1, "cx23"), ("staging", 3, "cpx32"), ("prod", 3, "ccx23")])
 def test_servers_count_and_type(shipped: dict[str, Run], stack: str, count: int, server_type: str) -> None:
-    servers = shipped[stack].of(SERVER)
+    servers = _database_servers(shipped[stack])
     assert len(servers) == count
     assert {s.inputs["serverType"] for s in servers} == {server_type}
     spec = load(stack)
@@ -113,15 +115,15 @@ def test_servers_run_debian13_on_local_disk(shipped: dict[str, Run], stack: str)
     for s in run.of(SERVER):
         assert s.inputs["publicNets"] == [{"ipv4Enabled": True, "ipv6Enabled": True}]
         assert s.inputs["labels"]["environment"] == stack
+    for s in _database_servers(run):
         assert s.inputs["labels"]["cluster"] == "main"
-        assert s.inputs["labels"]["role"].startswith("postgres")
 
 
 @pytest.mark.parametrize("stack", HCLOUD_STACKS)
 def test_one_spread_group_per_cluster_holds_every_server(shipped: dict[str, Run], stack: str) -> None:
     run = shipped[stack]
     groups = run.of(PLACEMENT_GROUP)
-    assert len(groups) == len(load(stack).clusters)
+    assert len(groups) == len(load(stack).clusters) + 1  # and the monitoring host's
     assert {g.inputs["type"] for g in groups} == {"spread"}
     for s in run.of(SERVER):
         assert run.by_id(s.inputs["placementGroupId"]).typ == PLACEMENT_GROUP
@@ -138,6 +140,23 @@ def test_servers_get_planned_private_ips(shipped: dict[str, Run], stack: str) ->
         assert len(nets) == 1 and _id(nets[0]["networkId"]) == network.id
     subnet = next(c for c in run.created if c.typ == "hcloud:index/networkSubnet:NetworkSubnet")
     assert (subnet.inputs["ipRange"], subnet.inputs["networkZone"]) == ("10.42.1.0/24", load(stack).network_zone)
+
+
+def _database_servers(run: Run) -> list:
+    return [s for s in run.of(SERVER) if s.inputs["labels"]["role"].startswith("postgres")]
+
+
+@pytest.mark.parametrize("stack", HCLOUD_STACKS)
+def test_monitoring_host_in_the_private_network_reachable_by_admins_only(shipped: dict[str, Run], stack: str) -> None:
+    run = shipped[stack]
+    (mon,) = [s for s in run.of(SERVER) if s.inputs["labels"]["role"] == "monitor"]
+    spec = load(stack)
+    assert (mon.inputs["name"], mon.inputs["serverType"]) == (f"{stack}-monitor", spec.monitoring.server_type)
+    assert mon.inputs["networks"][0]["ip"] == f"10.42.1.{11 + spec.clusters[0].nodes}"  # after every database node
+    (fw,) = [run.by_id(i) for i in mon.inputs["firewallIds"]]
+    # SSH and Prometheus/Alertmanager from the admin ranges; the exporters it scrapes are on the private network
+    assert sorted((r["port"], tuple(r["sourceIps"])) for r in fw.inputs["rules"]) == sorted(
+        [("22", tuple(spec.admin_cidrs)), ("9090", tuple(spec.admin_cidrs)), ("9093", tuple(spec.admin_cidrs))])
 
 
 # --------------------------------------------------------------------------- firewalls
@@ -173,7 +192,7 @@ def test_ssh_from_admins_and_endpoints_from_clients_only(shipped: dict[str, Run]
     spec = load(stack)
     rules = _rules(shipped[stack])
     ssh = [r for r in rules if 22 in _ports(r)]
-    assert len(ssh) == 1 and ssh[0]["port"] == "22" and ssh[0]["sourceIps"] == spec.admin_cidrs
+    assert len(ssh) == 2 and {r["port"] for r in ssh} == {"22"} and all(r["sourceIps"] == spec.admin_cidrs for r in ssh)
     endpoints = [r for r in rules if _ports(r) & {5000, 5001, 5002, 5003}]
     assert [(r["port"], r["sourceIps"]) for r in endpoints] == [("5000-5003", spec.client_cidrs)]
 
@@ -254,7 +273,7 @@ def test_prod_load_balancer_checks_patroni_over_the_private_network(shipped: dic
         assert (check["protocol"], check["port"]) == ("http", 8008)
         assert check["http"]["path"] == path and check["http"]["tls"] is True
     targets = run.of(LB_TARGET)
-    servers = {s.id for s in run.of(SERVER)}
+    servers = {s.id for s in _database_servers(run)}
     assert len(targets) == 3 and {_id(t.inputs["serverId"]) for t in targets} == servers
     assert all(t.inputs["usePrivateIp"] is True for t in targets)
     assert run.outputs["inventory"]["load_balancers"] == {"main": attachment.inputs["ip"]}
@@ -271,14 +290,15 @@ def test_inventory_output_is_the_inventory_shape(shipped: dict[str, Run], stack:
     spec = load(stack)
     assert (inv.stack, inv.provider, inv.ssh_key_file, inv.known_hosts_file) == (stack, "hcloud", None, None)
     n = spec.clusters[0].nodes
-    assert [h.name for h in inv.hosts] == [f"{stack}-main-{i}" for i in range(1, n + 1)]
-    assert [h.private_ip for h in inv.hosts] == [f"10.42.1.{10 + i}" for i in range(1, n + 1)]
+    assert [h.name for h in inv.hosts] == [f"{stack}-main-{i}" for i in range(1, n + 1)] + [f"{stack}-monitor"]
+    assert [h.private_ip for h in inv.hosts] == [f"10.42.1.{10 + i}" for i in range(1, n + 2)]
     etcd = spec.etcd.members
-    assert [h.roles for h in inv.hosts] == [["postgres", "etcd"]] * etcd + [["postgres"]] * (n - etcd)
+    assert [h.roles for h in inv.hosts] == [["postgres", "etcd"]] * etcd + [["postgres"]] * (n - etcd) + [["monitor"]]
     public = {s.inputs["name"]: s.outputs["ipv4Address"] for s in run.of(SERVER)}
     assert {h.name: h.public_ip for h in inv.hosts} == public
     assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("203.0.113.0/24") for ip in public.values())
-    assert {h.server_type for h in inv.hosts} == {spec.clusters[0].server_type}
+    assert {h.server_type for h in inv.hosts[:n]} == {spec.clusters[0].server_type}
+    assert inv.hosts[n].server_type == spec.monitoring.server_type
 
 
 # --------------------------------------------------------------------------- other providers and refusals
@@ -316,6 +336,7 @@ def test_static_stack_creates_secrets_but_no_cloud_resources(static_run: Run) ->
         ("bm-1", "203.0.113.21", "10.42.1.21"),
         ("bm-2", "203.0.113.22", "10.42.1.22"),
         ("bm-3", "203.0.113.23", "203.0.113.23"),
+        ("bm-monitor", "203.0.113.24", "10.42.1.24"),
     ]
 
 
@@ -341,17 +362,17 @@ def test_dedicated_etcd_nodes_get_their_own_spread_group_and_ssh_only(tmp_path: 
     run = run_program("split")
     servers = {s.inputs["name"]: s for s in run.of(SERVER)}
     etcd = [f"split-etcd-{i}" for i in (1, 2, 3)]
-    assert sorted(servers) == sorted([f"split-main-{i}" for i in (1, 2, 3)] + etcd)
+    assert sorted(servers) == sorted([f"split-main-{i}" for i in (1, 2, 3)] + etcd + ["split-monitor"])
     assert {servers[n].inputs["serverType"] for n in etcd} == {"cx23"}
-    assert len(run.of(PLACEMENT_GROUP)) == 2
+    assert len(run.of(PLACEMENT_GROUP)) == 3  # databases, etcd, monitoring
     etcd_groups = {_id(servers[n].inputs["placementGroupId"]) for n in etcd}
-    db_groups = {_id(s.inputs["placementGroupId"]) for n, s in servers.items() if n not in etcd}
+    db_groups = {_id(s.inputs["placementGroupId"]) for n, s in servers.items() if n.startswith("split-main-")}
     assert len(etcd_groups) == 1 and len(db_groups) == 1 and etcd_groups != db_groups
     (etcd_firewall,) = {_id(i) for n in etcd for i in servers[n].inputs["firewallIds"]}
     assert [r["port"] for r in run.by_id(etcd_firewall).inputs["rules"]] == ["22"]
     inv = Inventory.model_validate(run.outputs["inventory"])
     assert [(h.name, h.cluster, h.roles) for h in inv.hosts if h.name in etcd] == [(n, None, ["etcd"]) for n in etcd]
-    assert all(h.roles == ["postgres"] for h in inv.hosts if h.name not in etcd)
+    assert all(h.roles == ["postgres"] for h in inv.hosts if h.name.startswith("split-main-"))
 
 
 def test_hcloud_without_ssh_key_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

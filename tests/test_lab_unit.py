@@ -24,7 +24,8 @@ def lab_spec(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
 def test_addresses_and_names(lab_spec):  # type: ignore[no-untyped-def]
     layout = Layout.of(lab_spec)
     assert [(h.name, h.address) for h in layout.hosts] == [
-        ("lab-main-1", "198.18.0.11"), ("lab-main-2", "198.18.0.12"), ("lab-main-3", "198.18.0.13"), ("lab-client", "198.18.0.14")]
+        ("lab-main-1", "198.18.0.11"), ("lab-main-2", "198.18.0.12"), ("lab-main-3", "198.18.0.13"), ("lab-client", "198.18.0.14"),
+        ("lab-monitor", "198.18.0.15")]
     assert layout.bridge_address == "198.18.0.1"
     assert layout.proxy_url == "http://198.18.0.1:3142/"
     assert layout.bridge == "pgfl-lab"
@@ -40,7 +41,7 @@ def test_bridge_names_fit_the_interface_limit():
 
 def test_no_client_host_when_the_spec_says_so(lab_spec):  # type: ignore[no-untyped-def]
     s = lab_spec.model_copy(update={"lab": spec_mod.LabSpec(client_host=False)})
-    assert [h.name for h in Layout.of(s).hosts] == ["lab-main-1", "lab-main-2", "lab-main-3"]
+    assert [h.name for h in Layout.of(s).hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-monitor"]
 
 
 def test_inventory_shape_needs_no_root_and_creates_nothing(lab_spec, tmp_path):  # type: ignore[no-untyped-def]

@@ -87,10 +87,10 @@ def test_connection_limits_fit_the_open_files_limit() -> None:
 def test_plan_assigns_roles_and_addresses() -> None:
     lab = spec_mod.load("lab")
     hosts = plan(lab)
-    assert [h.name for h in hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-client"]
-    assert [h.private_ip for h in hosts] == ["198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.14"]
+    assert [h.name for h in hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-client", "lab-monitor"]
+    assert [h.private_ip for h in hosts] == ["198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.14", "198.18.0.15"]
     assert all(ROLE_POSTGRES in h.roles and ROLE_ETCD in h.roles for h in hosts[:3])
-    assert hosts[3].roles == (ROLE_CLIENT,)
+    assert hosts[3].roles == (ROLE_CLIENT,) and hosts[4].roles == ("monitor",)
 
 
 def test_plan_with_dedicated_etcd() -> None:

@@ -141,8 +141,22 @@ def test_static_hosts_become_node_names() -> None:
     _set(cfg, "provider", "static")
     _set(cfg, "load_balancer", {"enabled": False})
     _cluster(cfg, hosts=[{"name": f"db{i}", "public_ip": f"203.0.113.{i}", "private_ip": f"10.42.1.{i}"} for i in (1, 2, 3)])
+    _set(cfg, "monitoring", {"host": {"name": "mon", "public_ip": "203.0.113.9"}})
     s = spec_mod.parse({**spec_mod.config_from_yaml(yaml.safe_dump({"config": cfg}), "s"), "environment": "static1"})
     assert s.node_names(s.clusters[0]) == ["db1", "db2", "db3"]
+
+
+def test_static_stack_needs_its_monitoring_host_and_others_must_not_list_one() -> None:
+    cfg = _prod()
+    _set(cfg, "provider", "static")
+    _set(cfg, "load_balancer", {"enabled": False})
+    _cluster(cfg, hosts=[{"name": f"db{i}", "public_ip": f"203.0.113.{i}"} for i in (1, 2, 3)])
+    with pytest.raises(SpecError, match=r"pgfleet:monitoring\.host.*set host: \{name, public_ip, private_ip\}"):
+        spec_mod.parse({**spec_mod.config_from_yaml(yaml.safe_dump({"config": cfg}), "s"), "environment": "static1"})
+    cfg = _prod()
+    _set(cfg, "monitoring", {"host": {"name": "mon", "public_ip": "203.0.113.9"}})
+    with pytest.raises(SpecError, match=r"pgfleet:monitoring\.host.*only for provider static"):
+        spec_mod.parse({**spec_mod.config_from_yaml(yaml.safe_dump({"config": cfg}), "s"), "environment": "p"})
 
 
 def test_unknown_stack_names_the_known_ones() -> None:

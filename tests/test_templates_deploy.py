@@ -40,6 +40,7 @@ def tls_files(tmp_path: Path, s, d: dict) -> dict:  # type: ignore[no-untyped-de
     (tmp_path / "ca.crt").write_text(sec.ca_cert_pem)
     (tmp_path / "host.key").write_text(tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, d["pgfleet_environment"])))
     (tmp_path / "host.crt").write_text(tls_mod.issue(sec.ca_cert_pem, sec.ca_key_pem, d["pgfleet_environment"], names))
+    (tmp_path / "host.crt.key").symlink_to("host.key")  # as roles/haproxy.py links it for the metrics frontend
     return {**d, "tls_dir": str(tmp_path)}
 
 
@@ -86,6 +87,8 @@ def test_haproxy_config_passes_haproxy_check(stack: str, tmp_path: Path) -> None
     assert "check-ssl verify required" in text and "meth OPTIONS uri /primary" in text and "uri /replica" in text
     for port in (5000, 5001, 5002, 5003, 7000):
         assert f"bind :{port}" in text
+    # the monitoring host's frontend: the node's private address only, a client certificate from the cluster CA required
+    assert f"bind {d['pgfleet_ip']}:7001 ssl crt {d['tls_dir']}/host.crt ca-file {d['tls_dir']}/ca.crt verify required" in text
     cp = subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert cp.returncode == 0, cp.stdout + cp.stderr
 

@@ -56,9 +56,9 @@ class ClusterSecrets(pulumi.ComponentResource):
             subject=tls.SelfSignedCertSubjectArgs(common_name=f"pgfleet {stack} cluster CA", organization="pgfleet"),
             opts=_child(self),
         )
-        # Object storage keys are the user's own: Pulumi config secrets, required when backups are on.
+        # Object storage keys and the SMTP password are the user's own: Pulumi config secrets, required when used.
         config = pulumi.Config("pgfleet")
-        s3_keys = {n: config.require_secret(n) for n in fleet_secrets.s3_key_names(spec)}
+        s3_keys = {n: config.require_secret(n) for n in fleet_secrets.user_secret_names(spec)}
         combined = pulumi.Output.from_input({
             "passwords": {**{n: p.result for n, p in self.passwords.items()}, **s3_keys},
             "ca_cert_pem": self.ca_cert.cert_pem,

@@ -6,6 +6,7 @@ encrypted state; the spec only names them, so host data never holds them.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -18,18 +19,25 @@ RECEIVER = "pgfleet"
 
 
 def config(spec: Spec, smtp_password: str | None = None) -> dict[str, Any]:
+    """The document; ``smtp_password`` is the value of the secret the spec names (the deploy passes it)."""
+    e = spec.monitoring.receivers.email
+    if e is not None and e.password_secret and smtp_password is None:
+        raise ValueError(f"monitoring.receivers.email needs the secret {e.password_secret!r}: pass its value")
+    return with_smtp_password(without_secrets(spec), smtp_password)
+
+
+def without_secrets(spec: Spec) -> dict[str, Any]:
+    """The document without the SMTP password (what host data may carry)."""
     r = spec.monitoring.receivers
     receiver: dict[str, Any] = {"name": RECEIVER}
     if r.webhooks:
         receiver["webhook_configs"] = [{"url": u, "send_resolved": True} for u in r.webhooks]
     if r.email is not None:
         e = r.email
-        if e.password_secret and smtp_password is None:
-            raise ValueError(f"monitoring.receivers.email needs the secret {e.password_secret!r}: pass its value")
         mail: dict[str, Any] = {"to": ", ".join(e.to), "from": e.sender, "smarthost": e.smarthost,
                                 "require_tls": e.require_tls, "send_resolved": True}
         if e.username:
-            mail |= {"auth_username": e.username, "auth_password": smtp_password}
+            mail["auth_username"] = e.username
         receiver["email_configs"] = [mail]
     return {
         "route": {"receiver": RECEIVER, "group_by": ["alertname", "cluster"], "group_wait": f"{GROUP_WAIT}s",
@@ -39,6 +47,16 @@ def config(spec: Spec, smtp_password: str | None = None) -> dict[str, Any]:
                            "equal": ["alertname", "cluster"]}],
         "receivers": [receiver],
     }
+
+
+def with_smtp_password(doc: dict[str, Any], smtp_password: str | None) -> dict[str, Any]:
+    """``doc`` with the password set on every e-mail receiver that authenticates."""
+    out = copy.deepcopy(doc)
+    for r in out["receivers"]:
+        for mail in r.get("email_configs", []):
+            if "auth_username" in mail and smtp_password is not None:
+                mail["auth_password"] = smtp_password
+    return out
 
 
 def config_yaml(spec: Spec, smtp_password: str | None = None) -> str:

@@ -55,7 +55,9 @@ JOBS = (
     Job("postgres", contract.POSTGRES_EXPORTER_PORT, "postgres"),
     Job("pgbouncer", contract.PGBOUNCER_EXPORTER_PORT, "postgres"),
     Job("pgbackrest", contract.PGBACKREST_EXPORTER_PORT, "postgres"),
-    Job("patroni", contract.PATRONI_REST_PORT, "postgres"),
+    # Patroni's /metrics through HAProxy's TLS frontend (client certificate required): its REST port stays
+    # open to members and admins only, for health checks that cannot present a certificate
+    Job("patroni", contract.HAPROXY_METRICS_PORT, "postgres", path="/patroni/metrics"),
     Job("haproxy", contract.HAPROXY_METRICS_PORT, "postgres"),
     Job("etcd", contract.ETCD_METRICS_PORT, "etcd"),
 )
@@ -79,7 +81,9 @@ def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rul
     scrape = [{"job_name": j.name, "scheme": "https", "metrics_path": j.path, "tls_config": tls_config,
                "static_configs": [_static(t, j.port) for t in targets if _runs(j, t)]}
               for j in JOBS if any(_runs(j, t) for t in targets)]
-    scrape += [{"job_name": j.name, "static_configs": [{"targets": [f"127.0.0.1:{j.port}"], "labels": {"node": "monitoring"}}]}
+    # Prometheus and Alertmanager serve HTTPS (their UIs are for admins); the probe plain HTTP on loopback only
+    scrape += [{"job_name": j.name, **({"scheme": "https", "tls_config": {"ca_file": tls.ca}} if j.name != "pgfleet" else {}),
+                "static_configs": [{"targets": [f"127.0.0.1:{j.port}"], "labels": {"node": "monitoring"}}]}
                for j in LOCAL_JOBS]
     # the probe measures the clusters' nodes: its own cluster/node labels must win over the target's
     next(j for j in scrape if j["job_name"] == "pgfleet")["honor_labels"] = True
@@ -87,7 +91,8 @@ def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rul
         "global": {"scrape_interval": f"{EVALUATION_INTERVAL}s", "evaluation_interval": f"{EVALUATION_INTERVAL}s",
                    "external_labels": {"environment": spec.environment}},
         "rule_files": list(rule_files),
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "alerting": {"alertmanagers": [{"scheme": "https", "tls_config": {"ca_file": tls.ca},
+                                        "static_configs": [{"targets": [alertmanager]}]}]},
         "scrape_configs": scrape,
     }
     if spec.monitoring.remote_write_url:
@@ -102,3 +107,4 @@ def config_yaml(spec: Spec, targets: list[Target], **kwargs: Any) -> str:
 def storage_flags(spec: Spec) -> list[str]:
     """Command-line flags the Prometheus unit needs beside the file (retention is not a file setting)."""
     return [f"--storage.tsdb.retention.time={spec.monitoring.retention_days}d"]
+

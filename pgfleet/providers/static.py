@@ -14,7 +14,8 @@ from pgfleet.spec import Spec
 
 def from_static(spec: Spec, stack: str) -> Inventory:
     """The hosts the spec lists, with the planner's roles."""
-    public = {h.name: str(h.public_ip) for c in spec.clusters for h in c.hosts}
+    listed = [h for c in spec.clusters for h in c.hosts] + ([spec.monitoring.host] if spec.monitoring.host else [])
+    public = {h.name: str(h.public_ip) for h in listed}
     hosts = [
         InventoryHost(name=p.name, cluster=p.cluster, roles=list(p.roles), public_ip=public.get(p.name, p.private_ip),
                       private_ip=p.private_ip, ssh_user=spec.ssh_user, server_type=p.server_type)

@@ -1,0 +1,119 @@
+"""Prometheus exporters on every database and etcd host, from Debian's packages, scraped only by the monitoring host.
+
+node (every host), PostgreSQL (role ``monitor`` with ``pg_monitor``, over the
+Unix socket), PgBouncer (its stats console) and pgBackRest (``pgbackrest
+info``). Each listens on the host's private address with TLS and requires a
+client certificate from the cluster CA naming the monitoring host (exporter-
+toolkit's web configuration); the firewall admits only the monitoring host to
+their ports. HAProxy's, Patroni's and etcd's own metrics are configured by
+their roles. pgfleet's node metrics (archive backlog, restorable window,
+certificate expiry) reach Prometheus through node_exporter's textfile
+collector, written by the ``node-metrics`` node program on a timer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+
+from pgfleet import contract
+from roles._common import ServiceActive, data, put, render, secrets
+from roles.node import program
+
+DEFAULTS: dict[str, object] = {"exporters": []}
+
+WEB_CONFIG = f"{contract.MONITORING_DIR}/exporters-web.yml"
+
+
+def _listen(d: dict, port: int) -> str:
+    return f"--web.listen-address={d['pgfleet_ip']}:{port}"
+
+
+def environment(d: dict, name: str, monitor_password: str) -> tuple[dict[str, str], list[str]]:
+    """Environment and arguments of exporter ``name`` (what its Debian unit reads from /etc/default)."""
+    web = f"--web.config.file={WEB_CONFIG}"
+    if name == "node":
+        return {}, [_listen(d, contract.NODE_EXPORTER_PORT), web, f"--collector.textfile.directory={contract.NODE_METRICS_DIR}",
+                    # the lab's containers: overlay and the host's mounts are not this node's disks
+                    "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs|tmpfs|ramfs)$"]
+    if name == "postgres":
+        dsn = (f"host={contract.POSTGRES_SOCKET_DIR} port={contract.POSTGRES_PORT} dbname=postgres "
+               f"user={contract.PG_MONITOR} password={monitor_password} sslmode=disable")
+        return {"DATA_SOURCE_NAME": dsn}, [_listen(d, contract.POSTGRES_EXPORTER_PORT), web]
+    if name == "pgbouncer":
+        q = urllib.parse.urlencode({"host": contract.POSTGRES_SOCKET_DIR, "port": contract.PGBOUNCER_PORT, "sslmode": "disable"})
+        url = f"postgres://{contract.PG_MONITOR}:{urllib.parse.quote(monitor_password, safe='')}@/pgbouncer?{q}"
+        return {"PGBOUNCER_EXPORTER_CONNECTION_STRING": url}, [_listen(d, contract.PGBOUNCER_EXPORTER_PORT), web]
+    if name == "pgbackrest":
+        return {}, [_listen(d, contract.PGBACKREST_EXPORTER_PORT), web, f"--backrest.config={contract.PGBACKREST_CONFIG}",
+                    f"--collect.interval={contract.PGBACKREST_EXPORTER_INTERVAL}"]
+    raise ValueError(f"unknown exporter {name!r}")
+
+
+def node_metrics_config(d: dict) -> str:
+    """What the node-metrics program reads (no secrets): which files to write, what to measure."""
+    return json.dumps({
+        "output": f"{contract.NODE_METRICS_DIR}/pgfleet.prom",
+        "certificates": {"host": contract.HOST_CERT, "ca": contract.CA_FILE,
+                         **({"pgbackrest-client": contract.PGBACKREST_CLIENT_CERT} if d.get("pgbackrest_enabled") else {})},
+        "data_dir": d.get("patroni_data_dir", ""),
+        "stanza": d.get("pgbackrest_stanza", "") if d.get("pgbackrest_enabled") else "",
+        "postgres_user": contract.POSTGRES_OS_USER,
+    }, sort_keys=True, indent=1) + "\n"
+
+
+def web_config(d: dict) -> str:
+    return render("exporters/web.yml.j2", tls_dir=d["tls_dir"], allowed_sans=d["exporters_allowed_sans"])
+
+
+def default_file(d: dict, name: str, monitor_password: str) -> str:
+    env, args = environment(d, name, monitor_password)
+    return render("exporters/default.j2", unit=contract.EXPORTER_UNITS[name], env=env, args=args)
+
+
+def override(d: dict) -> str:
+    return render("exporters/override.conf.j2", tls_group=d["tls_group"])
+
+
+def node_metrics_units() -> dict[str, str]:
+    return {"pgfleet-node-metrics.service": render("exporters/node-metrics.service.j2", program=program("node-metrics"),
+                                                   config=contract.NODE_METRICS_CONFIG),
+            "pgfleet-node-metrics.timer": render("exporters/node-metrics.timer.j2", interval=contract.NODE_METRICS_INTERVAL)}
+
+
+@deploy("Exporters", data_defaults=DEFAULTS)
+def apply(tls_reissued: bool = False) -> None:
+    """``tls_reissued``: the host certificate was replaced, so the exporters restart to serve the new one."""
+    d = host.data
+    if not d.exporters:
+        return
+    monitor_pw = secrets().password("monitor")
+    files.directory(name="Monitoring configuration directory", path=contract.MONITORING_DIR, mode="0755")
+    web = put("Exporters' TLS (client certificate required)", WEB_CONFIG, web_config(data()))
+    files.directory(name="node_exporter textfile directory", path=contract.NODE_METRICS_DIR, mode="0755")
+    for name in d.exporters:
+        unit = contract.EXPORTER_UNITS[name]
+        was_running = host.get_fact(ServiceActive, unit=unit)
+        # the default file holds the monitoring password: readable by root and the exporter's group only
+        default = put(f"{name} exporter settings", f"/etc/default/{contract.unit_name(unit)}", default_file(data(), name, monitor_pw),
+                      mode="0640", group=contract.EXPORTER_USERS[name])
+        unit_conf = put(f"{name} exporter unit settings", f"/etc/systemd/system/{unit}.d/pgfleet.conf", override(data()))
+        systemd.daemon_reload(name="systemd: reload units", _if=unit_conf.did_change)
+        systemd.service(name=f"{name} exporter running", service=unit, running=True, enabled=True)
+        if was_running:
+            systemd.service(name=f"{name} exporter restart (settings changed)", service=unit, restarted=True,
+                            _if=lambda default=default, unit_conf=unit_conf: default.did_change() or unit_conf.did_change()
+                            or web.did_change() or tls_reissued)
+
+    conf = put("node-metrics configuration", contract.NODE_METRICS_CONFIG, node_metrics_config(data()))
+    units = node_metrics_units()
+    service = put("node-metrics unit", "/etc/systemd/system/pgfleet-node-metrics.service", units["pgfleet-node-metrics.service"])
+    timer = put("node-metrics timer", "/etc/systemd/system/pgfleet-node-metrics.timer", units["pgfleet-node-metrics.timer"])
+    systemd.daemon_reload(name="systemd: reload units (node-metrics)", _if=lambda: service.did_change() or timer.did_change())
+    systemd.service(name="node-metrics timer running", service="pgfleet-node-metrics.timer", running=True, enabled=True)
+    systemd.service(name="node-metrics now (configuration changed)", service="pgfleet-node-metrics.service", restarted=True,
+                    _if=lambda: conf.did_change() or service.did_change())

@@ -1,0 +1,90 @@
+"""The monitoring host: Prometheus, Alertmanager and pgfleet's recall probe, from Debian's packages.
+
+Prometheus scrapes every exporter over TLS with this host's certificate (the
+only one the exporters accept) and evaluates pgfleet's rules; Alertmanager
+sends to the spec's receivers. Both serve HTTPS with the cluster CA's
+certificate for the admin ranges. Configuration comes computed in host data
+(:func:`pgfleet.hostdata.monitor_data`); secrets (the SMTP password) are added
+here. Files are checked (``promtool``, ``amtool``) before a reload.
+"""
+
+from __future__ import annotations
+
+import yaml
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+
+from pgfleet import contract, tls
+from pgfleet.monitoring import alertmanager, prometheus
+from pgfleet.secrets import Secrets
+from roles._common import ServiceActive, data, put, render, secrets
+
+DEFAULTS = {
+    "monitor_prometheus_dir": "/etc/prometheus",
+    "monitor_storage": "/var/lib/prometheus/metrics2",
+}
+
+PROMETHEUS_USER = "prometheus"
+
+
+WEB_CONFIG = f"{contract.MONITORING_DIR}/web.yml"
+
+
+def web_config(d: dict) -> str:
+    return render("monitor/web.yml.j2", cert=contract.HOST_CERT, key=d["monitor_key"])
+
+
+def prometheus_default(d: dict) -> str:
+    args = [f"--config.file={d['monitor_prometheus_dir']}/prometheus.yml", f"--storage.tsdb.path={d['monitor_storage']}",
+            f"--web.listen-address=:{contract.PROMETHEUS_PORT}", f"--web.config.file={WEB_CONFIG}",
+            f"--web.external-url=https://{d['pgfleet_ip']}:{contract.PROMETHEUS_PORT}/", *d["monitor_prometheus_flags"]]
+    return render("exporters/default.j2", unit=contract.PROMETHEUS_UNIT, env={}, args=args)
+
+
+def alertmanager_default(d: dict) -> str:
+    # an empty --cluster.listen-address: one Alertmanager, no gossip port
+    args = [f"--config.file={d['monitor_prometheus_dir']}/alertmanager.yml", f"--web.listen-address=:{contract.ALERTMANAGER_PORT}",
+            f"--web.config.file={WEB_CONFIG}", "--cluster.listen-address=",
+            f"--web.external-url=https://{d['pgfleet_ip']}:{contract.ALERTMANAGER_PORT}/"]
+    return render("exporters/default.j2", unit=contract.ALERTMANAGER_UNIT, env={}, args=args)
+
+
+@deploy("Monitoring host", data_defaults=DEFAULTS)
+def apply(tls_reissued: bool = False) -> None:
+    d = host.data
+    s = secrets()
+    key = put("Host key for Prometheus and Alertmanager", d.monitor_key, tls.key_pem(tls.host_key(s.ca_key_pem, host.name)),
+              mode="0640", group=PROMETHEUS_USER)
+    files.directory(name="Monitoring configuration directory", path=contract.MONITORING_DIR, mode="0755")
+    web = put("HTTPS for Prometheus and Alertmanager", WEB_CONFIG, web_config(data()))
+    tls_changed = [key, web]
+
+    rules = put("Alert rules", prometheus.RULES_FILE, d.monitor_rules)
+    prom = put("Prometheus configuration", f"{d.monitor_prometheus_dir}/prometheus.yml", d.monitor_prometheus_config)
+    server.shell(name="Prometheus configuration check", commands=[f"promtool check config {d.monitor_prometheus_dir}/prometheus.yml"],
+                 _if=lambda: prom.did_change() or rules.did_change())
+    prom_env = put("Prometheus settings", "/etc/default/prometheus", prometheus_default(data()))
+    _service(contract.PROMETHEUS_UNIT, restart_if=[prom_env, *tls_changed], reload_if=[prom, rules], tls_reissued=tls_reissued)
+
+    am = put("Alertmanager configuration", f"{d.monitor_prometheus_dir}/alertmanager.yml", alertmanager_yaml(d.monitor_alertmanager, d.monitor_smtp_password_secret, s),
+             mode="0640", group=PROMETHEUS_USER)
+    server.shell(name="Alertmanager configuration check", commands=[f"amtool check-config {d.monitor_prometheus_dir}/alertmanager.yml"],
+                 _if=am.did_change)
+    am_env = put("Alertmanager settings", "/etc/default/prometheus-alertmanager", alertmanager_default(data()))
+    _service(contract.ALERTMANAGER_UNIT, restart_if=[am_env, *tls_changed], reload_if=[am], tls_reissued=tls_reissued)
+
+
+def alertmanager_yaml(doc: dict, secret: str | None, s: Secrets) -> str:
+    """Host data's Alertmanager document with the SMTP password (a stack secret, never in host data) filled in."""
+    return yaml.safe_dump(alertmanager.with_smtp_password(doc, s.password(secret) if secret else None), sort_keys=False)
+
+
+def _service(unit: str, *, restart_if: list, reload_if: list, tls_reissued: bool) -> None:
+    was_running = host.get_fact(ServiceActive, unit=unit)
+    systemd.service(name=f"{unit} running", service=unit, running=True, enabled=True)
+    if was_running:
+        restart = lambda: tls_reissued or any(op.did_change() for op in restart_if)  # noqa: E731
+        systemd.service(name=f"{unit} restart (settings changed)", service=unit, restarted=True, _if=restart)
+        systemd.service(name=f"{unit} reload (configuration changed)", service=unit, reloaded=True,
+                        _if=lambda: not restart() and any(op.did_change() for op in reload_if))
