@@ -11,6 +11,7 @@ output come back as records.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -78,13 +79,17 @@ def run(stack: str | Stack, spec: Spec | None = None, *, dry: bool = False, limi
     try:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None and proc.stdout is not None
-        log: list[str] = []
-        for line in proc.stderr:
-            log.append(line.rstrip("\n"))
-            if echo:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-        out = proc.stdout.read()
+        # the JSON results outgrow a pipe's buffer: read them beside the log, or pyinfra blocks writing them
+        # while we still wait for the end of its log
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            stdout = pool.submit(proc.stdout.read)
+            log: list[str] = []
+            for line in proc.stderr:
+                log.append(line.rstrip("\n"))
+                if echo:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+            out = stdout.result()
         rc = proc.wait()
         records = handoff.records(results)
     finally:
