@@ -119,11 +119,20 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         _p("WAL waiting for the archiver", f"max by (node) (pgfleet_wal_ready_segments{{{C}}})", "{{node}}"),
     ]),
     "pgfleet-vector": ("pgfleet: vector search", [
-        _p("Recall@k", f"min by (database, table, column) (pgfleet_vector_recall{{{C}}})", "{{database}}.{{table}}.{{column}}", "percentunit"),
+        Panel("Recall@k", ((f"min by (database, table, column) (pgfleet_vector_recall{{{C}}})", "{{database}}.{{table}}.{{column}}"),
+                           (f"max by (database, table, column) (pgfleet_vector_recall_target{{{C}}})", "target {{database}}.{{table}}.{{column}}")),
+              "percentunit"),
         Panel("Query latency", ((f"max by (database, table, column) (pgfleet_vector_ann_seconds{{{C}}})", "ANN {{table}}.{{column}}"),
                                 (f"max by (database, table, column) (pgfleet_vector_exact_seconds{{{C}}})", "exact {{table}}.{{column}}")), "s"),
         _p("Rows", f"max by (database, table) (pgfleet_vector_rows{{{C}}})", "{{database}}.{{table}}"),
         _p("Index size", f"max by (database, table, column) (pgfleet_vector_index_size_bytes{{{C}}})", "{{table}}.{{column}}", "bytes"),
+        Panel("Index fits", ((f"min by (database, table, column) (pgfleet_vector_index_fits_shared_buffers{{{C}}})", "shared_buffers {{table}}.{{column}}"),
+                             (f"min by (database, table, column) (pgfleet_vector_index_fits_memory{{{C}}})", "memory {{table}}.{{column}}")), kind="stat",
+              description="1: the index is no larger than shared_buffers / effective_cache_size on the replica measured."),
+        _p("Probe measured", f"min by (database, table, column) (pgfleet_vector_probe_success{{{C}}})", "{{database}}.{{table}}.{{column}}", kind="stat",
+           description="0: the last measurement failed (the error is in the probe's journal); the other vector series are absent meanwhile."),
+        _p("Since the last measurement", f"time() - max by (database, table, column) (pgfleet_vector_probe_last_success_timestamp_seconds{{{C}}})",
+           "{{database}}.{{table}}.{{column}}", "s", "stat"),
     ]),
 }
 
