@@ -156,8 +156,10 @@ class Prometheus:
 def _reason(reason: object, timeout: float) -> str:
     """What went wrong underneath urllib, in words an operator acts on."""
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return (f"its TLS certificate is not verified against the stack's CA ({reason.verify_message or reason}); "
-                "a wrong CA file, or a certificate that does not name this address")
+        why = reason.verify_message or str(reason)
+        hint = ("the certificate does not name the address dialled" if "mismatch" in why.lower()
+                else "a wrong CA, or a certificate not issued by the stack's CA")
+        return f"its TLS certificate is not verified against the stack's CA ({why}): {hint}"
     if isinstance(reason, ssl.SSLError):
         return f"TLS failed: {reason}"
     if isinstance(reason, (TimeoutError, socket.timeout)):
