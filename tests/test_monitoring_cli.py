@@ -438,3 +438,64 @@ def test_a_stack_without_a_monitoring_host_is_a_clear_error() -> None:
     spec = lab_spec(enabled=False)
     with pytest.raises(MonitoringError, match="monitoring.enabled: false"):
         cli_mon.monitor_endpoint(spec, _inventory())
+
+
+class FakeStack:
+    """What ``pgfleet monitoring`` reads of a stack: name, spec, inventory (monitoring host on loopback) and the CA."""
+
+    def __init__(self, ca_pem: str, *, unreachable: str | None = None) -> None:
+        from types import SimpleNamespace
+
+        from monitoring_support import lab_spec
+
+        self.name, self.spec, self.secrets = "fake", lab_spec(), SimpleNamespace(ca_cert_pem=ca_pem)
+        self.unreachable = unreachable
+        inv = _inventory()
+        inv.hosts = [h.model_copy(update={"public_ip": "127.0.0.1"}) if "monitor" in h.roles else h for h in inv.hosts]
+        self.inv = inv
+
+    def inventory(self, *, reachable: bool = True) -> Inventory:
+        if reachable and self.unreachable:
+            raise MonitoringError(self.unreachable)
+        return self.inv
+
+
+def monitoring_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: FakeStack, port: int, *args: str):  # type: ignore[no-untyped-def]
+    from pgfleet import contract
+    from pgfleet.stack import Stack
+
+    monkeypatch.setenv("PGFLEET_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(contract, "PROMETHEUS_PORT", port)
+    monkeypatch.setattr(Stack, "open", classmethod(lambda cls, name: stack))
+    return CliRunner().invoke(app, ["monitoring", "fake", *args])
+
+
+def test_monitoring_prints_urls_ca_file_access_and_target_health(critical: RunningPrometheus, monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    port = int(critical.url.rsplit(":", 1)[1])
+    r = monitoring_command(monkeypatch, tmp_path, FakeStack(critical.ca), port)
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    ca_file = tmp_path / "state" / "fake" / "ca.crt"
+    assert ca_file.read_text() == critical.ca  # written into the stack's state directory
+    out = " ".join(r.output.split())  # the grid folds long lines
+    assert f"Prometheus {critical.url}" in out and "Alertmanager https://127.0.0.1:9093" in out and str(ca_file) in out
+    assert "ssh -N -L" in out and "root@127.0.0.1" in out and "--dashboards DIR" in out
+    assert "scrape targets: 2 up, 1 down" in out and "connection refused" in out
+
+
+def test_monitoring_exits_1_when_prometheus_does_not_answer(ca: CaPair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    port = free_port()
+    r = monitoring_command(monkeypatch, tmp_path, FakeStack(ca.cert), port)
+    assert r.exit_code == 1 and "Prometheus does not answer" in r.output and f"https://127.0.0.1:{port}" in r.output
+    assert f"Prometheus https://127.0.0.1:{port}" in " ".join(r.output.split())  # what to dial is printed all the same
+    refused = monitoring_command(monkeypatch, tmp_path, FakeStack(ca.cert, unreachable="the lab is not running"), port)
+    assert refused.exit_code == 1 and "Prometheus not asked: the lab is not running" in refused.output
+
+
+def test_monitoring_dashboards_writes_grafana_json(ca: CaPair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    r = monitoring_command(monkeypatch, tmp_path, FakeStack(ca.cert, unreachable="never dialled"), free_port(),
+                           "--dashboards", str(tmp_path / "dash"))
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    written = sorted((tmp_path / "dash").glob("*.json"))
+    assert len(written) == 5 and all(json.loads(p.read_text())["uid"] == p.stem for p in written)
+    assert all(str(p) in r.output for p in written) and "Dashboards → New → Import" in r.output
