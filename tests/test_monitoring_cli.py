@@ -499,3 +499,24 @@ def test_monitoring_dashboards_writes_grafana_json(ca: CaPair, monkeypatch: pyte
     written = sorted((tmp_path / "dash").glob("*.json"))
     assert len(written) == 5 and all(json.loads(p.read_text())["uid"] == p.stem for p in written)
     assert all(str(p) in r.output for p in written) and "Dashboards → New → Import" in r.output
+
+
+def test_top_live_refreshes_until_ctrl_c_and_shows_an_unreachable_prometheus(critical: RunningPrometheus, ca: CaPair,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live loop: a frame per interval (time.sleep stands in, the third one is Ctrl-C); errors stay in the frame."""
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        if len(sleeps) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_mon.time, "sleep", sleep)
+    out, buf = captured()
+    cli_mon.run_top(critical.url, critical.ca, out, interval=0.5)
+    assert sleeps == [0.5, 0.5, 0.5] and "PgfleetTestCritical" in buf.getvalue()
+    sleeps.clear()
+    out, buf = captured()
+    url = f"https://127.0.0.1:{free_port()}"
+    cli_mon.run_top(url, ca.cert, out, interval=0.5)  # does not raise: the frame says it
+    assert f"Prometheus at {url} cannot be reached" in buf.getvalue()
