@@ -54,3 +54,7 @@ class ClusterError(PgfleetError):
 
 class NotPossible(PgfleetError):
     """A step needs something the stack's provider cannot do (e.g. power off a static machine); the message says why."""
+
+
+class MonitoringError(PgfleetError):
+    """The stack's Prometheus cannot be reached, is not trusted, or answers an error; the message names the URL."""

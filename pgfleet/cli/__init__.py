@@ -4,6 +4,7 @@
 - :mod:`pgfleet.cli.cluster`: ``up``, ``down``, ``deploy``, ``status``, ``dsn``
 - :mod:`pgfleet.cli.backup`: ``backup``, ``backups``, ``restore``, ``check-backups``
 - :mod:`pgfleet.cli.drill`: ``drill``
+- :mod:`pgfleet.cli.monitoring`: ``monitoring``, ``alerts``, ``top``
 - :mod:`pgfleet.cli.lab`: ``lab …``
 
 Every command that takes a STACK opens it with :meth:`pgfleet.stack.Stack.open`,
@@ -18,13 +19,13 @@ import sys
 import typer
 from rich.console import Console
 
-from pgfleet.cli import backup, cluster, drill, lab, stack
+from pgfleet.cli import backup, cluster, drill, lab, monitoring, stack
 from pgfleet.errors import PgfleetError, SpecError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL + pgvector fleets.")
 err = Console(stderr=True)
 
-for _group in (stack, cluster, backup, drill):
+for _group in (stack, cluster, backup, drill, monitoring):
     for _command in _group.COMMANDS:
         app.command()(_command)
 app.add_typer(lab.lab_app, name="lab")
