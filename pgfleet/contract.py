@@ -151,6 +151,11 @@ NODE_METRICS_CONFIG = "/etc/pgfleet/node-metrics.json"
 #: Seconds between two node-metrics runs, and between two ``pgbackrest info`` of the pgBackRest exporter.
 NODE_METRICS_INTERVAL = 30
 PGBACKREST_EXPORTER_INTERVAL = 60
+#: The recall probe on the monitoring host: its package beside the node programs, its configuration (0640: passwords).
+PROBE_PACKAGE = "pgfleet_probe"
+PROBE_CONFIG = "/etc/pgfleet/probe.json"
+#: Seconds between two recall measurements of each watched index.
+PROBE_INTERVAL = 30
 
 # ---- OS users and groups
 

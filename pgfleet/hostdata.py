@@ -111,7 +111,20 @@ def monitor_data(spec: Spec, inv: Inventory) -> dict[str, Any]:
         "monitor_alertmanager": alertmanager.without_secrets(spec),
         "monitor_smtp_password_secret": email.password_secret if email else None,
         "monitor_key": MONITOR_KEY,
+        "monitor_probe_watches": probe_watches(spec, inv),
     }
+
+
+def probe_watches(spec: Spec, inv: Inventory) -> list[dict[str, Any]]:
+    """The recall probe's watches: the spec's, with the cluster's node addresses and the application role
+    (the database's owner, whose settings the ANN query must run with); its password is the role's to add."""
+    out = []
+    for w in spec.monitoring.vector_indexes:
+        c = spec.cluster(w.cluster or spec.clusters[0].name)
+        owner = next(d.owner for d in c.databases if d.name == w.database)
+        out.append({**w.model_dump(), "cluster": c.name, "hosts": [h.private_ip for h in inv.cluster_members(c.name)],
+                    "user": owner, "password_name": f"owner_{owner}"})
+    return out
 
 
 def ports() -> dict[str, int]:

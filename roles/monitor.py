@@ -10,13 +10,17 @@ here. Files are checked (``promtool``, ``amtool``) before a reload.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import yaml
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
-from pgfleet import contract, tls
+from pgfleet import contract, probe, tls
 from pgfleet.monitoring import alertmanager, prometheus
+from pgfleet.probe import config as probe_mod_config
 from pgfleet.secrets import Secrets
 from roles._common import ServiceActive, data, put, render, secrets
 
@@ -73,11 +77,59 @@ def apply(tls_reissued: bool = False) -> None:
                  _if=am.did_change)
     am_env = put("Alertmanager settings", "/etc/default/prometheus-alertmanager", alertmanager_default(data()))
     _service(contract.ALERTMANAGER_UNIT, restart_if=[am_env, *tls_changed], reload_if=[am], tls_reissued=tls_reissued)
+    _probe(s)
 
 
 def alertmanager_yaml(doc: dict, secret: str | None, s: Secrets) -> str:
     """Host data's Alertmanager document with the SMTP password (a stack secret, never in host data) filled in."""
     return yaml.safe_dump(alertmanager.with_smtp_password(doc, s.password(secret) if secret else None), sort_keys=False)
+
+
+PROBE_DIR = f"{contract.HELPERS_DIR}/{contract.PROBE_PACKAGE}"
+PROBE_LAUNCHER = f"{contract.HELPERS_DIR}/pgfleet-probe"
+
+
+def probe_files() -> dict[str, str]:
+    """The probe package's modules by file name (copied as they are, like the node programs)."""
+    return {p.name: p.read_text() for p in sorted(Path(probe.__file__).parent.glob("*.py"))}
+
+
+def probe_launcher() -> str:
+    return (f"#!/usr/bin/python3 -IB\n"
+            f"# Managed by pgfleet: the recall probe ({contract.PROBE_PACKAGE} in {contract.HELPERS_DIR}).\n"
+            f"import sys\n\n"
+            f"sys.path.insert(0, {contract.HELPERS_DIR!r})\n"
+            f"from {contract.PROBE_PACKAGE}.__main__ import main  # noqa: E402\n\n"
+            f"sys.exit(main(sys.argv[1:]))\n")
+
+
+def probe_config(watches: list[dict], s: Secrets) -> str:
+    """The probe's JSON (0640: the application role's password), from host data's watches and the stack's secrets."""
+    filled = [{**{k: v for k, v in w.items() if k != "password_name"}, "password": s.password(w["password_name"])} for w in watches]
+    doc = probe_mod_config.build(filled, ca_file=contract.CA_FILE, ann_port=contract.HAPROXY_POOLED_RO,
+                                 exact_port=contract.HAPROXY_DIRECT_RO, listen_port=contract.PGFLEET_EXPORTER_PORT,
+                                 interval=contract.PROBE_INTERVAL)
+    return json.dumps(doc, sort_keys=True, indent=1) + "\n"
+
+
+def probe_unit() -> str:
+    return render("monitor/probe.service.j2", launcher=PROBE_LAUNCHER, config=contract.PROBE_CONFIG)
+
+
+def _probe(s: Secrets) -> None:
+    """The recall probe: package, launcher, configuration and its service (restarted when any of them changed)."""
+    d = host.data
+    files.directory(name="Recall probe package", path=PROBE_DIR, mode="0755")
+    ops = [put(f"Probe module {name}", f"{PROBE_DIR}/{name}", text) for name, text in probe_files().items()]
+    ops.append(put("Probe launcher", PROBE_LAUNCHER, probe_launcher(), mode="0755"))
+    ops.append(put("Probe configuration", contract.PROBE_CONFIG, probe_config(d.monitor_probe_watches, s), mode="0640", group=PROMETHEUS_USER))
+    unit = put("Probe unit", f"/etc/systemd/system/{contract.PROBE_UNIT}", probe_unit())
+    systemd.daemon_reload(name="systemd: reload units (probe)", _if=unit.did_change)
+    was_running = host.get_fact(ServiceActive, unit=contract.PROBE_UNIT)
+    systemd.service(name="Recall probe running", service=contract.PROBE_UNIT, running=True, enabled=True)
+    if was_running:
+        systemd.service(name="Recall probe restart (changed)", service=contract.PROBE_UNIT, restarted=True,
+                        _if=lambda: unit.did_change() or any(op.did_change() for op in ops))
 
 
 def _service(unit: str, *, restart_if: list, reload_if: list, tls_reissued: bool) -> None:

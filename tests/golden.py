@@ -113,6 +113,11 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
         out["roles.monitor.prometheus_default"] = monitor.prometheus_default(md)
         out["roles.monitor.alertmanager_yaml"] = monitor.alertmanager_yaml(d["monitor_alertmanager"], d["monitor_smtp_password_secret"], sec)
         out["roles.monitor.alertmanager_default"] = monitor.alertmanager_default(md)
+        for filename, text in monitor.probe_files().items():
+            out[f"probe {filename}"] = _digest(text)
+        out["roles.monitor.probe_launcher"] = monitor.probe_launcher()
+        out["roles.monitor.probe_config"] = monitor.probe_config(d["monitor_probe_watches"], sec)
+        out["roles.monitor.probe_unit"] = monitor.probe_unit()
     if ROLE_POSTGRES not in roles:
         return out
 
