@@ -66,13 +66,23 @@ def node_metrics_config(d: dict) -> str:
     }, sort_keys=True, indent=1) + "\n"
 
 
+def env_quote(value: str) -> str:
+    """A value for a systemd EnvironmentFile: double quotes, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_text(unit: str, env: dict[str, str], args: list[str]) -> str:
+    """/etc/default/<unit>: the environment and the ``ARGS`` Debian's unit passes to the program."""
+    return render("exporters/default.j2", unit=unit, env={k: env_quote(v) for k, v in env.items()}, args=env_quote(" ".join(args)))
+
+
 def web_config(d: dict) -> str:
     return render("exporters/web.yml.j2", tls_dir=d["tls_dir"], allowed_sans=d["exporters_allowed_sans"])
 
 
 def default_file(d: dict, name: str, monitor_password: str) -> str:
     env, args = environment(d, name, monitor_password)
-    return render("exporters/default.j2", unit=contract.EXPORTER_UNITS[name], env=env, args=args)
+    return default_text(contract.EXPORTER_UNITS[name], env, args)
 
 
 def override(d: dict) -> str:

@@ -22,6 +22,7 @@ from pgfleet import contract, probe, tls
 from pgfleet.monitoring import alertmanager, prometheus
 from pgfleet.probe import config as probe_mod_config
 from pgfleet.secrets import Secrets
+from roles import exporters
 from roles._common import ServiceActive, data, put, render, secrets
 
 DEFAULTS = {
@@ -43,7 +44,7 @@ def prometheus_default(d: dict) -> str:
     args = [f"--config.file={d['monitor_prometheus_dir']}/prometheus.yml", f"--storage.tsdb.path={d['monitor_storage']}",
             f"--web.listen-address=:{contract.PROMETHEUS_PORT}", f"--web.config.file={WEB_CONFIG}",
             f"--web.external-url=https://{d['pgfleet_ip']}:{contract.PROMETHEUS_PORT}/", *d["monitor_prometheus_flags"]]
-    return render("exporters/default.j2", unit=contract.PROMETHEUS_UNIT, env={}, args=args)
+    return exporters.default_text(contract.PROMETHEUS_UNIT, {}, args)
 
 
 def alertmanager_default(d: dict) -> str:
@@ -51,7 +52,7 @@ def alertmanager_default(d: dict) -> str:
     args = [f"--config.file={d['monitor_prometheus_dir']}/alertmanager.yml", f"--web.listen-address=:{contract.ALERTMANAGER_PORT}",
             f"--web.config.file={WEB_CONFIG}", "--cluster.listen-address=",
             f"--web.external-url=https://{d['pgfleet_ip']}:{contract.ALERTMANAGER_PORT}/"]
-    return render("exporters/default.j2", unit=contract.ALERTMANAGER_UNIT, env={}, args=args)
+    return exporters.default_text(contract.ALERTMANAGER_UNIT, {}, args)
 
 
 @deploy("Monitoring host", data_defaults=DEFAULTS)
