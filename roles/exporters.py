@@ -38,8 +38,8 @@ def environment(d: dict, name: str, monitor_password: str) -> tuple[dict[str, st
     web = f"--web.config.file={WEB_CONFIG}"
     if name == "node":
         return {}, [_listen(d, contract.NODE_EXPORTER_PORT), web, f"--collector.textfile.directory={contract.NODE_METRICS_DIR}",
-                    # the lab's containers: overlay and the host's mounts are not this node's disks
-                    "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs|tmpfs|ramfs)$"]
+                    # node_exporter's default list without overlay: a container's (the lab's) data lives on it
+                    "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"]
     if name == "postgres":
         dsn = (f"host={contract.POSTGRES_SOCKET_DIR} port={contract.POSTGRES_PORT} dbname=postgres "
                f"user={contract.PG_MONITOR} password={monitor_password} sslmode=disable")

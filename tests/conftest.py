@@ -24,11 +24,13 @@ KEEP_LAB = os.environ.get("PGFLEET_KEEP_LAB") == "1"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_last: runs after every other test (tears the shared lab down and up again)")
+    config.addinivalue_line("markers", "lab_first: runs before every other lab test (needs a cluster no other test has disturbed)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that tear the shared lab down run last, so they never wipe a deployed cluster under other tests."""
-    items.sort(key=lambda item: item.get_closest_marker("lab_last") is not None)
+    """Tests that tear the shared lab down run last, so they never wipe a deployed cluster under other tests;
+    tests that need an undisturbed cluster (the monitoring checks) run first."""
+    items.sort(key=lambda item: 2 if item.get_closest_marker("lab_last") else 0 if item.get_closest_marker("lab_first") else 1)
     if KEEP_LAB:
         wiping = [i for i in items if i.get_closest_marker("lab_last")]
         if wiping:

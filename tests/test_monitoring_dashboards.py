@@ -11,15 +11,7 @@ import yaml
 from monitoring_support import lab_spec, run
 from pgfleet.monitoring import dashboards, metrics, promql, rules
 
-#: What Grafana substitutes before Prometheus sees a query (the lab test does the same against a live Prometheus).
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$cluster": ".*"}
-
-
-def _concrete(expr: str) -> str:
-    for var, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(var, value)
-    assert "$" not in expr, f"a Grafana variable is left in {expr!r}"
-    return expr
+_concrete = dashboards.concrete
 
 
 def test_five_dashboards_are_written_as_grafana_json(tmp_path: Path) -> None:

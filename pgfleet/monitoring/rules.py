@@ -38,6 +38,10 @@ DISK_FREE_MIN = 0.10
 DISK_PREDICT_SECONDS = 4 * 3600
 #: WAL that changes since this long ago (s) counts as a failover (timeline change).
 FAILOVER_WINDOW = "5m"
+#: Window (a PromQL range) in which archive_command failed and nothing was archived: WAL archiving is failing.
+#: Two minutes holds several retries of pgBackRest's (each waits up to its archive-timeout) and an idle
+#: primary's archive_timeout switch, so one transient failure followed by a success never pages.
+ARCHIVING_WINDOW = "2m"
 #: Filesystems that are memory, not disk.
 _REAL_FS = 'fstype!~"tmpfs|ramfs"'
 
@@ -166,8 +170,8 @@ def _backup_alerts(spec: Spec, n: str) -> list[Alert]:
               f"max by (cluster) ({_sel('pgbackrest_stanza_status', c)}) > 0 or min by (cluster) ({_sel('pgbackrest_exporter_status', c)}) == 0",
               900, "warning", f"the backup repository of {n} is not healthy", "pgbackrest info reports a problem with the stanza, or cannot be read.", False),
         Alert("WalArchivingFailing",
-              f"(max by (cluster, node) (increase({_sel('pg_stat_archiver_failed_count', c)}[5m])) > 0) "
-              f"and on (cluster, node) (max by (cluster, node) (increase({_sel('pg_stat_archiver_archived_count', c)}[5m])) == 0)",
+              f"(max by (cluster, node) (increase({_sel('pg_stat_archiver_failed_count', c)}[{ARCHIVING_WINDOW}])) > 0) "
+              f"and on (cluster, node) (max by (cluster, node) (increase({_sel('pg_stat_archiver_archived_count', c)}[{ARCHIVING_WINDOW}])) == 0)",
               60, "critical", f"WAL archiving fails on {{{{ $labels.node }}}} ({n})", "archive_command fails and nothing was archived: point-in-time recovery stops here.", False),
         Alert("WalArchiveBacklog", f"max by (cluster, node) ({_sel('pgfleet_wal_ready_segments', c)}) > {sizing.ARCHIVE_BACKLOG_MAX}", 300,
               "critical", f"more than {sizing.ARCHIVE_BACKLOG_MAX} WAL segments wait for the archiver on {{{{ $labels.node }}}} ({n})",
