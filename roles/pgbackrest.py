@@ -104,3 +104,8 @@ def apply(tls_reissued: bool = False) -> None:
     systemd.daemon_reload(name="systemd: reload units (backup timers)", _if=lambda: any(c.did_change() for c in changed))
     for kind in SCHEDULED:
         systemd.service(name=f"Timer pgbackrest-{kind}", service=f"pgbackrest-{kind}.timer", running=True, enabled=True)
+    # a new repository gets its first full backup now, not at the first timer: the restorable window starts at
+    # deploy, and monitoring never sees a cluster without any backup. Every member starts the unit; its guard
+    # backs up on the backup member only.
+    converge("pgbackrest-first-backup.json", stanza_identity(data()),
+             f"{program('first-backup')} {stanza} pgbackrest-full.service")

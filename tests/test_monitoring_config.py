@@ -120,3 +120,19 @@ def test_shipped_stacks_monitor_by_default() -> None:
         assert s.monitoring.enabled
         # only the lab watches indexes: the tables its tests seed (a good and a poor HNSW index)
         assert [w.table for w in s.monitoring.vector_indexes] == (["recall_good", "recall_poor"] if stack == "lab" else [])
+
+
+def test_the_monitoring_host_reaches_exporters_and_endpoints_but_no_database_or_patroni_port() -> None:
+    from pgfleet import contract
+
+    def ports(roles: list[str]) -> set[str]:
+        return {p for r in contract.port_rules(roles, True, sources=["monitor"]) for p in r.ports}
+
+    assert ports(["postgres"]) == {"9100", "9187", "9127", "9854", "7001", "5000-5003"}
+    assert ports(["etcd"]) == {"9100", "2381"}
+    # Patroni's metrics travel through HAProxy's TLS frontend (7001): its REST port stays for members and admins
+    for src in ("clients", "monitor"):
+        opened = {p for r in contract.port_rules(["postgres", "etcd"], True, sources=[src]) for p in r.ports}
+        assert not opened & {"8008", "5432", "6432", "2379", "2380", "8432"}, (src, opened)
+    # Prometheus and Alertmanager: admins only, on the monitoring host only
+    assert {p for r in contract.port_rules(["monitor"], True) for p in r.ports} == {"22", "9090", "9093"}

@@ -126,10 +126,9 @@ def test_exporters_answer_the_monitoring_host_only_and_only_with_its_certificate
                 assert rc != 0 and code == "000", f"{url} accepted lab-client's certificate: {rc} {code}"
     finally:
         lab_mod.run(lab_spec, MONITOR, "rm -f /tmp/other.crt /tmp/other.key", check=False)
-    # Patroni's REST port keeps answering health checks without a certificate, from members and admins only
+    # Patroni's REST port keeps answering health checks that present no certificate (members and admins only:
+    # tests/test_monitoring_config.py holds the firewall matrix to it)
     assert curl(lab_spec, "lab-main-2", f"https://{node}:{contract.PATRONI_REST_PORT}/health", None) == (0, "200")
-    rc, _ = curl(lab_spec, MONITOR, f"https://{node}:{contract.PATRONI_REST_PORT}/metrics", (CERT, KEY))
-    assert rc == 28, "the monitoring host reaches Patroni's REST port; it must go through HAProxy's TLS frontend"
 
 
 # ---------------------------------------------------------------- quiet

@@ -161,3 +161,38 @@ def test_the_contract_forbids_every_other_part_of_pgfleet() -> None:
     parts = {f"pgfleet.{p.stem}" for p in (ROOT / "pgfleet").iterdir()
              if p.name not in ("node", "__init__.py", "__pycache__") and (p.suffix == ".py" or p.is_dir())}
     assert parts <= set(contract["forbidden_modules"]), sorted(parts - set(contract["forbidden_modules"]))
+
+
+def test_node_metrics_reads_certificates_backlog_and_restorable_window(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time as time_mod
+
+    from pgfleet import secrets as secrets_mod
+    from pgfleet import tls as tls_mod
+    from pgfleet.node import node_metrics
+
+    cert, key = secrets_mod.new_ca("test CA")
+    (tmp_path / "ca.crt").write_text(cert)
+    status = tmp_path / "data" / "pg_wal" / "archive_status"
+    status.mkdir(parents=True)
+    for name in ("000000010000000000000001.ready", "000000010000000000000002.ready", "000000010000000000000003.done"):
+        (status / name).write_text("")
+    conf = {"certificates": {"ca": str(tmp_path / "ca.crt"), "missing": str(tmp_path / "nope.crt")},
+            "data_dir": str(tmp_path / "data"), "stanza": "", "postgres_user": "postgres"}
+    text, errors = node_metrics.collect(conf, time_mod.time())
+    not_after = tls_mod.x509.load_pem_x509_certificate(cert.encode()).not_valid_after_utc.timestamp()
+    assert f'pgfleet_certificate_expiry_timestamp_seconds{{endpoint="ca"}} {float(int(not_after))}' in text
+    assert "pgfleet_wal_ready_segments 2\n" in text
+    assert len(errors) == 1 and "missing" in errors[0] and "pgfleet_node_metrics_errors 1\n" in text
+    info = [{"backup": [{"timestamp": {"start": 900, "stop": 1000}}, {"timestamp": {"start": 4900, "stop": 5000}}]}]
+    assert node_metrics.restorable_window(info, 8000) == 7000
+    assert node_metrics.restorable_window([{"backup": []}], 8000) is None
+    out = tmp_path / "pgfleet.prom"
+    node_metrics.write_atomically(str(out), text)
+    assert out.read_text() == text and not list(tmp_path.glob("*.tmp"))
+
+
+def test_first_backup_only_when_the_repository_has_none() -> None:
+    from pgfleet.node import first_backup
+
+    assert not first_backup.has_backup([{"name": "main", "backup": []}])
+    assert first_backup.has_backup([{"name": "main", "backup": [{"label": "20261201-010000F"}]}])

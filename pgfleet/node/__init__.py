@@ -20,6 +20,7 @@ PROGRAMS = {
     "backup-member": "backup_member",
     "etcd-auth": "etcd_auth",
     "etcd-leader-away": "etcd_leader_away",
+    "first-backup": "first_backup",
     "node-metrics": "node_metrics",
     "on-leader": "on_leader",
     "patroni-config": "patroni_config",
