@@ -15,6 +15,8 @@ from pgfleet.schema import Spec
 
 #: Seconds Alertmanager holds a new group before notifying (availability alerts: for ≤ 30 s + this ≤ a minute).
 GROUP_WAIT = 10
+#: Seconds between two notifications of a group that changed (a resolution is announced after at most this).
+GROUP_INTERVAL = 60
 RECEIVER = "pgfleet"
 
 
@@ -41,7 +43,7 @@ def without_secrets(spec: Spec) -> dict[str, Any]:
         receiver["email_configs"] = [mail]
     return {
         "route": {"receiver": RECEIVER, "group_by": ["alertname", "cluster"], "group_wait": f"{GROUP_WAIT}s",
-                  "group_interval": "1m", "repeat_interval": "4h"},
+                  "group_interval": f"{GROUP_INTERVAL}s", "repeat_interval": "4h"},
         # a critical alert silences the warning of the same name and cluster
         "inhibit_rules": [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
                            "equal": ["alertname", "cluster"]}],
