@@ -193,23 +193,22 @@ def _target(cur: psycopg.Cursor[Any], w: Watch, table: sql.Identifier) -> _Targe
 
 def _exact(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
     """The exact top-k of every sampled vector in one transaction whose SET LOCAL turns index scans off; the plan is checked first."""
-    out, total = [], 0.0
     with cur.connection.transaction():
         for setting in INDEX_SCANS:
             cur.execute(sql.SQL("SET LOCAL {} = off").format(sql.Identifier(setting)))
         explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + neighbours_query(w, vector_type, sql.Literal(sample[0][1]), sql.Literal(w.k + 1))
         plan = (cur.execute(explain).fetchone() or [None])[0]
         check_exact_plan(json.loads(plan) if isinstance(plan, str) else plan)  # psycopg parses json, unless told not to
-        query = neighbours_query(w, vector_type)
-        for key, vector in sample:
-            found, seconds = _timed(cur, query, {"q": vector, "n": w.k + 1})
-            out.append(top_k(found, key, w.k))
-            total += seconds
-    return out, total
+        return _each(cur, w, vector_type, sample)
 
 
 def _ann(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
     """The ANN top-k of every sampled vector, each query on its own (autocommit through the pooler, no setting)."""
+    return _each(cur, w, vector_type, sample)
+
+
+def _each(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
+    """Every sampled vector's top-k (its own row left out) and the queries' total seconds."""
     out, total = [], 0.0
     query = neighbours_query(w, vector_type)
     for key, vector in sample:
