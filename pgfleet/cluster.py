@@ -16,7 +16,7 @@ from pgfleet.errors import ClusterError
 from pgfleet.inventory import Inventory
 from pgfleet.node import patroni
 from pgfleet.node.patroni import Member, leader
-from pgfleet.secrets import Secrets
+from pgfleet.secrets import Secrets, owner_password_name
 from pgfleet.spec import ClusterSpec, Spec
 
 
@@ -80,7 +80,7 @@ def passfile(stack: str, spec: Spec, secrets: Secrets) -> Path:
     lines = []
     for c in spec.clusters:
         for d in c.databases:
-            pw = secrets.password(f"owner_{d.owner}")
+            pw = secrets.password(owner_password_name(d.owner))
             lines.append(f"*:*:*:{d.owner}:{pw.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}")
     p = state.stack_dir(stack) / "pgpass"
     text = "\n".join(sorted(set(lines))) + "\n"

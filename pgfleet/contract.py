@@ -105,8 +105,8 @@ PORT_MATRIX: tuple[PortRule, ...] = (
     PortRule("monitor", _p(PGBACKREST_EXPORTER_PORT), ("postgres",), "pgBackRest exporter", backups_only=True),
     PortRule("monitor", _p(ETCD_METRICS_PORT), ("etcd",), "etcd metrics"),
     PortRule("admin", _p(PROMETHEUS_PORT, ALERTMANAGER_PORT), ("monitor",), "Prometheus and Alertmanager (HTTPS)"),
-    # the probe measures recall through the endpoints the application uses, as the application
-    PortRule("monitor", _p((HAPROXY_POOLED_RW, HAPROXY_DIRECT_RO)), ("postgres",), "HAProxy endpoints, for the recall probe"),
+    # the probe measures recall through the read-only endpoints the application uses, as the application
+    PortRule("monitor", _p(HAPROXY_POOLED_RO, HAPROXY_DIRECT_RO), ("postgres",), "HAProxy read-only endpoints, for the recall probe"),
 )
 
 
@@ -145,6 +145,17 @@ APPLIED_DIR = "/var/lib/pgfleet/applied"
 
 #: pgfleet's monitoring files on every host (exporters' TLS settings) and the monitoring host's configuration.
 MONITORING_DIR = "/etc/pgfleet/monitoring"
+EXPORTERS_WEB_CONFIG = f"{MONITORING_DIR}/exporters-web.yml"
+#: Prometheus' and Alertmanager's HTTPS settings on the monitoring host.
+MONITOR_WEB_CONFIG = f"{MONITORING_DIR}/web.yml"
+PROMETHEUS_DIR = "/etc/prometheus"
+PROMETHEUS_CONFIG = f"{PROMETHEUS_DIR}/prometheus.yml"
+PROMETHEUS_RULES = f"{PROMETHEUS_DIR}/pgfleet-rules.yml"
+PROMETHEUS_STORAGE = "/var/lib/prometheus/metrics2"
+ALERTMANAGER_CONFIG = f"{PROMETHEUS_DIR}/alertmanager.yml"
+#: The monitoring host's key, readable by Prometheus and Alertmanager (Debian runs Prometheus with PrivateUsers,
+#: which maps no supplementary group: the ssl-cert group cannot grant it the host key).
+MONITOR_KEY = f"{PROMETHEUS_DIR}/pgfleet-host.key"
 #: node_exporter's textfile collector: pgfleet's node metrics land here (:mod:`pgfleet.node.node_metrics`).
 NODE_METRICS_DIR = "/var/lib/prometheus/node-exporter"
 NODE_METRICS_CONFIG = "/etc/pgfleet/node-metrics.json"
@@ -154,8 +165,10 @@ PGBACKREST_EXPORTER_INTERVAL = 60
 #: The recall probe on the monitoring host: its package beside the node programs, its configuration (0640: passwords).
 PROBE_PACKAGE = "pgfleet_probe"
 PROBE_CONFIG = "/etc/pgfleet/probe.json"
-#: Seconds between two recall measurements of each watched index.
-PROBE_INTERVAL = 30
+#: Seconds between two recall measurements of each watched index (each takes sample_size exact scans on a replica).
+PROBE_INTERVAL = 60
+#: Longest an exact (sequential-scan) query of the probe may run on the replica before it is cancelled.
+PROBE_STATEMENT_TIMEOUT_MS = 30000
 
 # ---- OS users and groups
 
@@ -185,10 +198,24 @@ HAPROXY_UNIT = "haproxy.service"
 PGBACKREST_UNIT = "pgbackrest.service"
 NFTABLES_UNIT = "nftables.service"
 LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
-#: Debian's exporter units, and the user each runs as (its /etc/default file is readable by that group).
+def default_file(unit: str) -> str:
+    """Debian's /etc/default file a unit reads (``/etc/default/prometheus`` for ``prometheus.service``)."""
+    return f"/etc/default/{unit_name(unit)}"
+
+
+def backup_unit(kind: str) -> str:
+    """The scheduled backup unit of a kind (``full``, ``diff``): ``pgbackrest-full.service``."""
+    return f"pgbackrest-{kind}.service"
+
+
+NODE_METRICS_UNIT = "pgfleet-node-metrics.service"
+NODE_METRICS_TIMER = "pgfleet-node-metrics.timer"
+#: The user Debian's Prometheus, Alertmanager and node_exporter run as.
+PROMETHEUS_USER = "prometheus"
+#: Debian's exporter units, and the user each runs as.
 EXPORTER_UNITS = {"node": "prometheus-node-exporter.service", "postgres": "prometheus-postgres-exporter.service",
                   "pgbouncer": "prometheus-pgbouncer-exporter.service", "pgbackrest": "prometheus-pgbackrest-exporter.service"}
-EXPORTER_USERS = {"node": "prometheus", "postgres": "prometheus", "pgbouncer": POSTGRES_OS_USER, "pgbackrest": POSTGRES_OS_USER}
+EXPORTER_USERS = {"node": PROMETHEUS_USER, "postgres": PROMETHEUS_USER, "pgbouncer": POSTGRES_OS_USER, "pgbackrest": POSTGRES_OS_USER}
 PROMETHEUS_UNIT = "prometheus.service"
 ALERTMANAGER_UNIT = "prometheus-alertmanager.service"
 PROBE_UNIT = "pgfleet-probe.service"

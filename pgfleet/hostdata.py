@@ -16,7 +16,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from pgfleet import contract, sizing
+from pgfleet import contract, secrets, sizing
 from pgfleet.monitoring import alertmanager, prometheus, rules
 from pgfleet.providers import provider_class
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_MONITOR, ROLE_POSTGRES, Inventory, InventoryHost
@@ -105,12 +105,11 @@ def monitor_data(spec: Spec, inv: Inventory) -> dict[str, Any]:
     """The monitoring host's configuration files (no secrets: the SMTP password and the probe's are the role's)."""
     email = spec.monitoring.receivers.email
     return {
-        "monitor_prometheus_config": prometheus.config_yaml(spec, scrape_targets(inv), tls=prometheus.TlsFiles(key=MONITOR_KEY)),
+        "monitor_prometheus_config": prometheus.config_yaml(spec, scrape_targets(inv), tls=prometheus.TlsFiles(key=contract.MONITOR_KEY)),
         "monitor_prometheus_flags": prometheus.storage_flags(spec),
         "monitor_rules": rules.rules_yaml(spec),
         "monitor_alertmanager": alertmanager.without_secrets(spec),
         "monitor_smtp_password_secret": email.password_secret if email else None,
-        "monitor_key": MONITOR_KEY,
         "monitor_probe_watches": probe_watches(spec, inv),
     }
 
@@ -120,10 +119,10 @@ def probe_watches(spec: Spec, inv: Inventory) -> list[dict[str, Any]]:
     (the database's owner, whose settings the ANN query must run with); its password is the role's to add."""
     out = []
     for w in spec.monitoring.vector_indexes:
-        c = spec.cluster(w.cluster or spec.clusters[0].name)
+        c = spec.watched_cluster(w)
         owner = next(d.owner for d in c.databases if d.name == w.database)
         out.append({**w.model_dump(), "cluster": c.name, "hosts": [h.private_ip for h in inv.cluster_members(c.name)],
-                    "user": owner, "password_name": f"owner_{owner}"})
+                    "user": owner, "password_name": secrets.owner_password_name(owner)})
     return out
 
 
@@ -133,11 +132,6 @@ def ports() -> dict[str, int]:
             "etcd_client": contract.ETCD_CLIENT_PORT, "etcd_peer": contract.ETCD_PEER_PORT,
             "haproxy_stats": contract.HAPROXY_STATS_PORT, "pgbackrest_tls": contract.PGBACKREST_TLS_PORT,
             "haproxy_metrics": contract.HAPROXY_METRICS_PORT, "etcd_metrics": contract.ETCD_METRICS_PORT}
-
-
-#: The monitoring host's key, readable by Prometheus and Alertmanager (Debian runs Prometheus with PrivateUsers,
-#: which maps no supplementary group: the ssl-cert group cannot grant it the host key).
-MONITOR_KEY = "/etc/prometheus/pgfleet-host.key"
 
 
 def etcd_hosts(inv: Inventory) -> list[InventoryHost]:

@@ -212,6 +212,10 @@ class Spec(_Model):
             return [h.name for h in cluster.hosts]
         return [f"{self.environment}-{cluster.name}-{i}" for i in range(1, cluster.nodes + 1)]
 
+    def watched_cluster(self, watch: VectorIndexWatchSpec) -> ClusterSpec:
+        """The cluster a watched vector index belongs to (the first cluster unless it names one)."""
+        return self.cluster(watch.cluster or self.clusters[0].name)
+
     def etcd_names(self) -> list[str]:
         """Host names that run etcd: dedicated nodes, or the first cluster's first members."""
         if self.etcd.placement == "dedicated":

@@ -57,9 +57,14 @@ class Secrets(BaseModel):
             raise PgfleetError(f"the stack's secrets have no password {name!r}: run 'pgfleet deploy' to create missing ones") from None
 
 
+def owner_password_name(owner: str) -> str:
+    """The secret holding a database owner's password."""
+    return f"owner_{owner}"
+
+
 def password_names(spec: Spec) -> list[str]:
     """Passwords pgfleet generates for every stack."""
-    owners = sorted({f"owner_{d.owner}" for c in spec.clusters for d in c.databases})
+    owners = sorted({owner_password_name(d.owner) for c in spec.clusters for d in c.databases})
     return list(PASSWORD_NAMES) + owners
 
 

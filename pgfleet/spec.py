@@ -359,7 +359,7 @@ def _monitoring_problems(spec: Spec) -> list[Problem]:
         if (w.cluster or spec.clusters[0].name) not in clusters:
             p.append(Problem(f"{wf}.cluster", w.cluster, "no cluster of that name", f"use one of {', '.join(clusters)}"))
             continue
-        ci, c = clusters[w.cluster or spec.clusters[0].name]
+        ci, c = clusters[spec.watched_cluster(w).name]
         dbs = {d.name: j for j, d in enumerate(c.databases)}
         if w.database not in dbs:
             p.append(Problem(f"{wf}.database", w.database, f"cluster {c.name!r} has no such database", f"use one of {', '.join(dbs)}"))

@@ -41,8 +41,9 @@ def apply(node_changed: Callable[[], bool]) -> None:
     systemd.daemon_reload(name="systemd: reload units", _if=unit.did_change)
     systemd.service(name="etcd running", service=d.etcd_service, running=True, enabled=True)
     if was_running:
+        # one member at a time: restarting them together would lose the quorum Patroni's leader lock lives in
         systemd.service(name="etcd restart (configuration changed)", service=d.etcd_service, restarted=True,
-                        _if=lambda: env.did_change() or unit.did_change())
+                        _if=lambda: env.did_change() or unit.did_change(), _serial=True)
 
     s = secrets()
     desired = json.dumps({"root_password": s.password("etcd_root"), "user": contract.ETCD_PATRONI_USER,

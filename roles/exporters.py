@@ -21,12 +21,12 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
 from pgfleet import contract
+from pgfleet.probe.config import conninfo
 from roles._common import ServiceActive, data, put, render, secrets
 from roles.node import program
 
 DEFAULTS: dict[str, object] = {"exporters": []}
 
-WEB_CONFIG = f"{contract.MONITORING_DIR}/exporters-web.yml"
 
 
 def _listen(d: dict, port: int) -> str:
@@ -35,14 +35,14 @@ def _listen(d: dict, port: int) -> str:
 
 def environment(d: dict, name: str, monitor_password: str) -> tuple[dict[str, str], list[str]]:
     """Environment and arguments of exporter ``name`` (what its Debian unit reads from /etc/default)."""
-    web = f"--web.config.file={WEB_CONFIG}"
+    web = f"--web.config.file={contract.EXPORTERS_WEB_CONFIG}"
     if name == "node":
         return {}, [_listen(d, contract.NODE_EXPORTER_PORT), web, f"--collector.textfile.directory={contract.NODE_METRICS_DIR}",
                     # node_exporter's default list without overlay: a container's (the lab's) data lives on it
                     "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"]
     if name == "postgres":
-        dsn = (f"host={contract.POSTGRES_SOCKET_DIR} port={contract.POSTGRES_PORT} dbname=postgres "
-               f"user={contract.PG_MONITOR} password={monitor_password} sslmode=disable")
+        dsn = conninfo(host=contract.POSTGRES_SOCKET_DIR, port=contract.POSTGRES_PORT, dbname="postgres", user=contract.PG_MONITOR,
+                       password=monitor_password, sslmode="disable")
         return {"DATA_SOURCE_NAME": dsn}, [_listen(d, contract.POSTGRES_EXPORTER_PORT), web]
     if name == "pgbouncer":
         q = urllib.parse.urlencode({"host": contract.POSTGRES_SOCKET_DIR, "port": contract.PGBOUNCER_PORT, "sslmode": "disable"})
@@ -77,7 +77,8 @@ def default_text(unit: str, env: dict[str, str], args: list[str]) -> str:
 
 
 def web_config(d: dict) -> str:
-    return render("exporters/web.yml.j2", tls_dir=d["tls_dir"], allowed_sans=d["exporters_allowed_sans"])
+    return render("exporters/web.yml.j2", cert=contract.HOST_CERT, key=contract.HOST_KEY, ca=contract.CA_FILE,
+                  allowed_sans=d["exporters_allowed_sans"])
 
 
 def default_file(d: dict, name: str, monitor_password: str) -> str:
@@ -90,9 +91,9 @@ def override(d: dict) -> str:
 
 
 def node_metrics_units() -> dict[str, str]:
-    return {"pgfleet-node-metrics.service": render("exporters/node-metrics.service.j2", program=program("node-metrics"),
-                                                   config=contract.NODE_METRICS_CONFIG),
-            "pgfleet-node-metrics.timer": render("exporters/node-metrics.timer.j2", interval=contract.NODE_METRICS_INTERVAL)}
+    return {contract.NODE_METRICS_UNIT: render("exporters/node-metrics.service.j2", program=program("node-metrics"),
+                                               config=contract.NODE_METRICS_CONFIG),
+            contract.NODE_METRICS_TIMER: render("exporters/node-metrics.timer.j2", interval=contract.NODE_METRICS_INTERVAL)}
 
 
 @deploy("Exporters", data_defaults=DEFAULTS)
@@ -101,16 +102,15 @@ def apply(tls_reissued: bool = False) -> None:
     d = host.data
     if not d.exporters:
         return
-    monitor_pw = secrets().password("monitor")
+    monitor_pw = secrets().password(contract.PG_MONITOR)
     files.directory(name="Monitoring configuration directory", path=contract.MONITORING_DIR, mode="0755")
-    web = put("Exporters' TLS (client certificate required)", WEB_CONFIG, web_config(data()))
+    web = put("Exporters' TLS (client certificate required)", contract.EXPORTERS_WEB_CONFIG, web_config(data()))
     files.directory(name="node_exporter textfile directory", path=contract.NODE_METRICS_DIR, mode="0755")
     for name in d.exporters:
         unit = contract.EXPORTER_UNITS[name]
         was_running = host.get_fact(ServiceActive, unit=unit)
-        # the default file holds the monitoring password: readable by root and the exporter's group only
-        default = put(f"{name} exporter settings", f"/etc/default/{contract.unit_name(unit)}", default_file(data(), name, monitor_pw),
-                      mode="0640", group=contract.EXPORTER_USERS[name])
+        # the default file holds the monitoring password: root only (systemd reads it before dropping privileges)
+        default = put(f"{name} exporter settings", contract.default_file(unit), default_file(data(), name, monitor_pw), mode="0600")
         unit_conf = put(f"{name} exporter unit settings", f"/etc/systemd/system/{unit}.d/pgfleet.conf", override(data()))
         systemd.daemon_reload(name="systemd: reload units", _if=unit_conf.did_change)
         systemd.service(name=f"{name} exporter running", service=unit, running=True, enabled=True)
@@ -121,9 +121,9 @@ def apply(tls_reissued: bool = False) -> None:
 
     conf = put("node-metrics configuration", contract.NODE_METRICS_CONFIG, node_metrics_config(data()))
     units = node_metrics_units()
-    service = put("node-metrics unit", "/etc/systemd/system/pgfleet-node-metrics.service", units["pgfleet-node-metrics.service"])
-    timer = put("node-metrics timer", "/etc/systemd/system/pgfleet-node-metrics.timer", units["pgfleet-node-metrics.timer"])
+    service = put("node-metrics unit", f"/etc/systemd/system/{contract.NODE_METRICS_UNIT}", units[contract.NODE_METRICS_UNIT])
+    timer = put("node-metrics timer", f"/etc/systemd/system/{contract.NODE_METRICS_TIMER}", units[contract.NODE_METRICS_TIMER])
     systemd.daemon_reload(name="systemd: reload units (node-metrics)", _if=lambda: service.did_change() or timer.did_change())
-    systemd.service(name="node-metrics timer running", service="pgfleet-node-metrics.timer", running=True, enabled=True)
-    systemd.service(name="node-metrics now (configuration changed)", service="pgfleet-node-metrics.service", restarted=True,
+    systemd.service(name="node-metrics timer running", service=contract.NODE_METRICS_TIMER, running=True, enabled=True)
+    systemd.service(name="node-metrics now (configuration changed)", service=contract.NODE_METRICS_UNIT, restarted=True,
                     _if=lambda: conf.did_change() or service.did_change())

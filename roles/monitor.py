@@ -23,34 +23,26 @@ from pgfleet.monitoring import alertmanager, prometheus
 from pgfleet.probe import config as probe_mod_config
 from pgfleet.secrets import Secrets
 from roles import exporters
-from roles._common import ServiceActive, data, put, render, secrets
+from roles._common import ServiceActive, converge, data, put, render, secrets
 
-DEFAULTS = {
-    "monitor_prometheus_dir": "/etc/prometheus",
-    "monitor_storage": "/var/lib/prometheus/metrics2",
-}
-
-PROMETHEUS_USER = "prometheus"
-
-
-WEB_CONFIG = f"{contract.MONITORING_DIR}/web.yml"
+DEFAULTS: dict[str, object] = {}
 
 
 def web_config(d: dict) -> str:
-    return render("monitor/web.yml.j2", cert=contract.HOST_CERT, key=d["monitor_key"])
+    return render("monitor/web.yml.j2", cert=contract.HOST_CERT, key=contract.MONITOR_KEY)
 
 
 def prometheus_default(d: dict) -> str:
-    args = [f"--config.file={d['monitor_prometheus_dir']}/prometheus.yml", f"--storage.tsdb.path={d['monitor_storage']}",
-            f"--web.listen-address=:{contract.PROMETHEUS_PORT}", f"--web.config.file={WEB_CONFIG}",
+    args = [f"--config.file={contract.PROMETHEUS_CONFIG}", f"--storage.tsdb.path={contract.PROMETHEUS_STORAGE}",
+            f"--web.listen-address=:{contract.PROMETHEUS_PORT}", f"--web.config.file={contract.MONITOR_WEB_CONFIG}",
             f"--web.external-url=https://{d['pgfleet_ip']}:{contract.PROMETHEUS_PORT}/", *d["monitor_prometheus_flags"]]
     return exporters.default_text(contract.PROMETHEUS_UNIT, {}, args)
 
 
 def alertmanager_default(d: dict) -> str:
     # an empty --cluster.listen-address: one Alertmanager, no gossip port
-    args = [f"--config.file={d['monitor_prometheus_dir']}/alertmanager.yml", f"--web.listen-address=:{contract.ALERTMANAGER_PORT}",
-            f"--web.config.file={WEB_CONFIG}", "--cluster.listen-address=",
+    args = [f"--config.file={contract.ALERTMANAGER_CONFIG}", f"--web.listen-address=:{contract.ALERTMANAGER_PORT}",
+            f"--web.config.file={contract.MONITOR_WEB_CONFIG}", "--cluster.listen-address=",
             f"--web.external-url=https://{d['pgfleet_ip']}:{contract.ALERTMANAGER_PORT}/"]
     return exporters.default_text(contract.ALERTMANAGER_UNIT, {}, args)
 
@@ -59,25 +51,25 @@ def alertmanager_default(d: dict) -> str:
 def apply(tls_reissued: bool = False) -> None:
     d = host.data
     s = secrets()
-    key = put("Host key for Prometheus and Alertmanager", d.monitor_key, tls.key_pem(tls.host_key(s.ca_key_pem, host.name)),
-              mode="0640", group=PROMETHEUS_USER)
+    key = put("Host key for Prometheus and Alertmanager", contract.MONITOR_KEY, tls.key_pem(tls.host_key(s.ca_key_pem, host.name)),
+              mode="0640", group=contract.PROMETHEUS_USER)
     files.directory(name="Monitoring configuration directory", path=contract.MONITORING_DIR, mode="0755")
-    web = put("HTTPS for Prometheus and Alertmanager", WEB_CONFIG, web_config(data()))
+    web = put("HTTPS for Prometheus and Alertmanager", contract.MONITOR_WEB_CONFIG, web_config(data()))
     tls_changed = [key, web]
 
-    rules = put("Alert rules", prometheus.RULES_FILE, d.monitor_rules)
-    prom = put("Prometheus configuration", f"{d.monitor_prometheus_dir}/prometheus.yml", d.monitor_prometheus_config)
-    server.shell(name="Prometheus configuration check", commands=[f"promtool check config {d.monitor_prometheus_dir}/prometheus.yml"],
-                 _if=lambda: prom.did_change() or rules.did_change())
-    prom_env = put("Prometheus settings", "/etc/default/prometheus", prometheus_default(data()))
-    _service(contract.PROMETHEUS_UNIT, restart_if=[prom_env, *tls_changed], reload_if=[prom, rules], tls_reissued=tls_reissued)
+    # each file is checked before it replaces the one in use; a file that fails its check is never installed,
+    # and the next deploy tries (and checks) it again (converge keeps what was applied)
+    rules = converge("pgfleet-rules.yml", d.monitor_rules,
+                     f"promtool check rules {{desired}} && install -m 0644 {{desired}} {contract.PROMETHEUS_RULES}")
+    prom = converge("prometheus.yml", d.monitor_prometheus_config,
+                    f"promtool check config {{desired}} && install -m 0644 {{desired}} {contract.PROMETHEUS_CONFIG}")
+    prom_env = put("Prometheus settings", contract.default_file(contract.PROMETHEUS_UNIT), prometheus_default(data()), mode="0600")
+    _service(contract.PROMETHEUS_UNIT, restart_if=[prom_env, *tls_changed], reload=rules or prom, tls_reissued=tls_reissued)
 
-    am = put("Alertmanager configuration", f"{d.monitor_prometheus_dir}/alertmanager.yml", alertmanager_yaml(d.monitor_alertmanager, d.monitor_smtp_password_secret, s),
-             mode="0640", group=PROMETHEUS_USER)
-    server.shell(name="Alertmanager configuration check", commands=[f"amtool check-config {d.monitor_prometheus_dir}/alertmanager.yml"],
-                 _if=am.did_change)
-    am_env = put("Alertmanager settings", "/etc/default/prometheus-alertmanager", alertmanager_default(data()))
-    _service(contract.ALERTMANAGER_UNIT, restart_if=[am_env, *tls_changed], reload_if=[am], tls_reissued=tls_reissued)
+    am = converge("alertmanager.yml", alertmanager_yaml(d.monitor_alertmanager, d.monitor_smtp_password_secret, s),
+                  f"amtool check-config {{desired}} && install -m 0640 -g {contract.PROMETHEUS_USER} {{desired}} {contract.ALERTMANAGER_CONFIG}")
+    am_env = put("Alertmanager settings", contract.default_file(contract.ALERTMANAGER_UNIT), alertmanager_default(data()), mode="0600")
+    _service(contract.ALERTMANAGER_UNIT, restart_if=[am_env, *tls_changed], reload=am, tls_reissued=tls_reissued)
     _probe(s)
 
 
@@ -105,11 +97,11 @@ def probe_launcher() -> str:
 
 
 def probe_config(watches: list[dict], s: Secrets) -> str:
-    """The probe's JSON (0640: the application role's password), from host data's watches and the stack's secrets."""
+    """The probe's JSON (0600 root: the application role's password; systemd hands it to the probe as a credential)."""
     filled = [{**{k: v for k, v in w.items() if k != "password_name"}, "password": s.password(w["password_name"])} for w in watches]
     doc = probe_mod_config.build(filled, ca_file=contract.CA_FILE, ann_port=contract.HAPROXY_POOLED_RO,
                                  exact_port=contract.HAPROXY_DIRECT_RO, listen_port=contract.PGFLEET_EXPORTER_PORT,
-                                 interval=contract.PROBE_INTERVAL)
+                                 interval=contract.PROBE_INTERVAL, statement_timeout_ms=contract.PROBE_STATEMENT_TIMEOUT_MS)
     return json.dumps(doc, sort_keys=True, indent=1) + "\n"
 
 
@@ -123,7 +115,7 @@ def _probe(s: Secrets) -> None:
     files.directory(name="Recall probe package", path=PROBE_DIR, mode="0755")
     ops = [put(f"Probe module {name}", f"{PROBE_DIR}/{name}", text) for name, text in probe_files().items()]
     ops.append(put("Probe launcher", PROBE_LAUNCHER, probe_launcher(), mode="0755"))
-    ops.append(put("Probe configuration", contract.PROBE_CONFIG, probe_config(d.monitor_probe_watches, s), mode="0640", group=PROMETHEUS_USER))
+    ops.append(put("Probe configuration", contract.PROBE_CONFIG, probe_config(d.monitor_probe_watches, s), mode="0600"))
     unit = put("Probe unit", f"/etc/systemd/system/{contract.PROBE_UNIT}", probe_unit())
     systemd.daemon_reload(name="systemd: reload units (probe)", _if=unit.did_change)
     was_running = host.get_fact(ServiceActive, unit=contract.PROBE_UNIT)
@@ -133,11 +125,12 @@ def _probe(s: Secrets) -> None:
                         _if=lambda: unit.did_change() or any(op.did_change() for op in ops))
 
 
-def _service(unit: str, *, restart_if: list, reload_if: list, tls_reissued: bool) -> None:
+def _service(unit: str, *, restart_if: list, reload: bool, tls_reissued: bool) -> None:
+    """Running and enabled; restarted when its settings or TLS files changed, else reloaded when ``reload``."""
     was_running = host.get_fact(ServiceActive, unit=unit)
     systemd.service(name=f"{unit} running", service=unit, running=True, enabled=True)
     if was_running:
         restart = lambda: tls_reissued or any(op.did_change() for op in restart_if)  # noqa: E731
         systemd.service(name=f"{unit} restart (settings changed)", service=unit, restarted=True, _if=restart)
         systemd.service(name=f"{unit} reload (configuration changed)", service=unit, reloaded=True,
-                        _if=lambda: not restart() and any(op.did_change() for op in reload_if))
+                        _if=lambda: reload and not restart())

@@ -54,7 +54,7 @@ def units(d: dict) -> dict[str, str]:
     out = {}
     for kind in SCHEDULED:
         ctx = {**d, "kind": kind, "schedule": d["pgbackrest_schedules"][kind], "backup_member": program("backup-member")}
-        out[f"pgbackrest-{kind}.service"] = render("pgbackrest/backup.service.j2", **ctx)
+        out[contract.backup_unit(kind)] = render("pgbackrest/backup.service.j2", **ctx)
         out[f"pgbackrest-{kind}.timer"] = render("pgbackrest/backup.timer.j2", **ctx)
     return out
 
@@ -108,4 +108,4 @@ def apply(tls_reissued: bool = False) -> None:
     # deploy, and monitoring never sees a cluster without any backup. Every member starts the unit; its guard
     # backs up on the backup member only.
     converge("pgbackrest-first-backup.json", stanza_identity(data()),
-             f"{program('first-backup')} {stanza} pgbackrest-full.service")
+             f"{program('first-backup')} {stanza} {contract.backup_unit('full')}")

@@ -103,6 +103,8 @@ CASES: dict[str, Case] = {
     "BackupRestorableWindowShort": Case([s("pgfleet_backup_restorable_window_seconds", flat(86400)), *_FULLS],
                                         [s("pgfleet_backup_restorable_window_seconds", flat(86400)), _FULLS[0]], C),
     "VectorRecallBelowTarget": _case("pgfleet_vector_recall", 0.5, 0.99, {**C, **_WATCH}, k="10", **_WATCH),
+    "VectorProbeFailing": _case("pgfleet_vector_probe_success", 0, 1, {**C, **_WATCH}, **_WATCH),
+    "NodeMetricsFailing": _case("pgfleet_node_metrics_errors", 2, 0, node()),
     "VectorIndexExceedsSharedBuffers": _case("pgfleet_vector_index_size_bytes", 2e9, 1e8, C, **_WATCH),
     "VectorIndexExceedsMemory": _case("pgfleet_vector_index_size_bytes", 5e9, 1e8, C, **_WATCH),
     "ExporterDown": Case([_up("node", 0)], [_up("node", 1)], {**node(), "job": "node", "instance": f"{N2}:1"}),

@@ -38,6 +38,15 @@ def seed(dsn: str, table: str, index: dict[str, int], *, rows: int = 20000, dims
         conn.execute(sql.SQL("ANALYZE {}").format(t))
 
 
+def rebuild_index(dsn: str, table: str, index: dict[str, int]) -> None:
+    """Replace the table's HNSW index by one built with ``index`` (m, ef_construction)."""
+    t = sql.Identifier(table)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(f"{table}_embedding_idx")))
+        conn.execute(sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_l2_ops) WITH (m = {}, ef_construction = {})")
+                     .format(t, sql.Literal(index["m"]), sql.Literal(index["ef_construction"])))
+
+
 def drop(dsn: str, table: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

@@ -46,8 +46,10 @@ def spec_watch(**kw: object) -> dict:
 
 
 def built(*watches: dict, **kw: object) -> dict:
+    args = {"listen_port": contract.PGFLEET_EXPORTER_PORT, "interval": contract.PROBE_INTERVAL,
+            "statement_timeout_ms": contract.PROBE_STATEMENT_TIMEOUT_MS, **kw}
     return config.build(list(watches) or [spec_watch()], ca_file="/etc/pgfleet/tls/ca.crt", ann_port=contract.HAPROXY_POOLED_RO,
-                        exact_port=contract.HAPROXY_DIRECT_RO, **kw)  # type: ignore[arg-type]
+                        exact_port=contract.HAPROXY_DIRECT_RO, **args)  # type: ignore[arg-type]
 
 
 def a_watch(**kw: object) -> Watch:
@@ -169,7 +171,9 @@ def test_build_writes_connection_strings_libpq_parses_back() -> None:
     common = {"host": "10.42.1.11,10.42.1.12,10.42.1.13", "dbname": "app", "user": "app", "password": PASSWORD,
               "sslmode": "verify-full", "sslrootcert": "/etc/pgfleet/tls/ca.crt", "connect_timeout": "5", "target_session_attrs": "any"}
     assert conninfo_to_dict(w.ann_dsn) == {**common, "port": str(contract.HAPROXY_POOLED_RO)}
-    assert conninfo_to_dict(w.exact_dsn) == {**common, "port": str(contract.HAPROXY_DIRECT_RO)}
+    # the exact side (sequential scans on a replica) is bounded; the pooled side is not (PgBouncer ignores options)
+    assert conninfo_to_dict(w.exact_dsn) == {**common, "port": str(contract.HAPROXY_DIRECT_RO),
+                                             "options": f"-c statement_timeout={contract.PROBE_STATEMENT_TIMEOUT_MS}"}
     assert (w.cluster, w.table, w.column, w.key, w.operator, w.k, w.sample_size, w.target_recall) == (
         "main", "public.items", "embedding", "id", "<=>", 10, 100, 0.95)
 

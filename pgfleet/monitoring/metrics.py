@@ -122,6 +122,7 @@ CATALOGUE: tuple[Metric, ...] = tuple([
         ("pgfleet_vector_probe_success", "1 when the probe's last measurement of a watch succeeded (0: its other series are absent)"),
         ("pgfleet_vector_probe_last_success_timestamp_seconds", "when the probe last measured a watch successfully (epoch s)"),
         ("pgfleet_certificate_expiry_timestamp_seconds", "notAfter of the certificate an endpoint serves (epoch s)"),
+        ("pgfleet_node_metrics_errors", "measurements of pgfleet's node-metrics that failed in its last run"),
         ("pgfleet_wal_ready_segments", "WAL segments waiting for the archiver (pg_ls_archive_statusdir, pg_monitor)"),
         ("pgfleet_backup_restorable_window_seconds", "now minus the stop time of the oldest backup in the repository")),
 ])

@@ -17,8 +17,6 @@ from pgfleet import contract
 from pgfleet.monitoring.rules import EVALUATION_INTERVAL
 from pgfleet.schema import Spec
 
-#: Where the rules file lives on the monitoring host.
-RULES_FILE = "/etc/prometheus/pgfleet-rules.yml"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def _static(t: Target, port: int) -> dict[str, Any]:
     return {"targets": [f"{t.address}:{port}"], "labels": labels}
 
 
-def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rule_files: tuple[str, ...] = (RULES_FILE,),
+def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rule_files: tuple[str, ...] = (contract.PROMETHEUS_RULES,),
            alertmanager: str = f"127.0.0.1:{contract.ALERTMANAGER_PORT}") -> dict[str, Any]:
     tls_config = {"ca_file": tls.ca, "cert_file": tls.cert, "key_file": tls.key}
     scrape = [{"job_name": j.name, "scheme": "https", "metrics_path": j.path, "tls_config": tls_config,

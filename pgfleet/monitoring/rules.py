@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pgfleet import sizing
+from pgfleet import contract, sizing
 from pgfleet.schema import ClusterSpec, Spec
 
 Severity = Literal["critical", "warning"]
@@ -42,6 +42,8 @@ FAILOVER_WINDOW = "5m"
 #: Two minutes holds several retries of pgBackRest's (each waits up to its archive-timeout) and an idle
 #: primary's archive_timeout switch, so one transient failure followed by a success never pages.
 ARCHIVING_WINDOW = "2m"
+#: A probe that failed this long (s; three measurements) is broken, not between two tries.
+PROBE_FAILING_FOR = 3 * contract.PROBE_INTERVAL
 #: Filesystems that are memory, not disk.
 _REAL_FS = 'fstype!~"tmpfs|ramfs"'
 
@@ -187,7 +189,7 @@ def _backup_alerts(spec: Spec, n: str) -> list[Alert]:
 def _vector_alerts(spec: Spec, cluster: ClusterSpec) -> list[Alert]:
     n = cluster.name
     c = f'cluster="{n}"'
-    watched = [w for w in spec.monitoring.vector_indexes if (w.cluster or spec.clusters[0].name) == n]
+    watched = [w for w in spec.monitoring.vector_indexes if spec.watched_cluster(w).name == n]
     if not watched:
         return []
     recall = " or ".join(
@@ -201,6 +203,10 @@ def _vector_alerts(spec: Spec, cluster: ClusterSpec) -> list[Alert]:
     return [
         Alert("VectorRecallBelowTarget", recall, 60, "warning", f"recall of {where} ({n}) is below its target",
               "The ANN query with the application's settings misses neighbours the exact query finds.", False),
+        Alert("VectorProbeFailing", f"min by (cluster, database, table, column) ({_sel('pgfleet_vector_probe_success', c)}) == 0",
+              PROBE_FAILING_FOR, "warning", f"the recall probe cannot measure {where} ({n})",
+              "The probe's last measurements failed (table or index gone, role cannot log in, query cancelled): "
+              "recall and index-fit alerts are blind meanwhile.", False),
         Alert("VectorIndexExceedsSharedBuffers", f"{size} > {shared}", 900, "warning", f"the watched vector indexes of {n} outgrow shared_buffers",
               f"Together they are larger than shared_buffers ({shared // 2**20} MiB): searches start reading from the page cache.", False),
         Alert("VectorIndexExceedsMemory", f"{size} > {cache}", 900, "critical", f"the watched vector indexes of {n} no longer fit in memory",
@@ -227,6 +233,10 @@ def node_alerts(spec: Spec) -> list[Alert]:
               f"{{{{ $labels.mountpoint }}}} on {on} is over {int(100 - DISK_FREE_MIN * 100)} % full", "PostgreSQL stops when its disk is full.", False),
         Alert("DiskFillingUp", f"min by (cluster, node, mountpoint) (predict_linear({avail}[1h], {DISK_PREDICT_SECONDS})) < 0", 600, "warning",
               f"{{{{ $labels.mountpoint }}}} on {on} fills up within {DISK_PREDICT_SECONDS // 3600} h", "At the last hour's rate the filesystem is full soon.", False),
+        Alert("NodeMetricsFailing", "max by (cluster, node) (pgfleet_node_metrics_errors) > 0", 300, "warning",
+              f"pgfleet's node metrics fail on {on}",
+              "A certificate, the archive status or pgbackrest info could not be read: the certificate, archive-backlog and "
+              "restorable-window alerts of this node are blind meanwhile (journalctl -u pgfleet-node-metrics says why).", False),
         Alert("CertificateExpiringSoon", f"min by (cluster, node, endpoint) (pgfleet_certificate_expiry_timestamp_seconds) - time() < {CERT_EXPIRY_DAYS * 86400}",
               600, "warning", f"the certificate of {{{{ $labels.endpoint }}}} on {on} expires within {CERT_EXPIRY_DAYS} days",
               "Clients with verify-full and members with mutual TLS refuse it once expired.", False),

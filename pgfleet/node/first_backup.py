@@ -1,15 +1,17 @@
 """first-backup STANZA UNIT: start the full-backup unit unless the repository already holds a backup.
 
 Every member runs it at deploy; the unit's guard (``backup-member``) backs up on one member only, and a member
-that finds a backup (another member's, or an older one) does nothing. A failing backup fails the deploy step.
+that finds a backup (another member's, or an older one) does nothing. A failing backup fails the deploy step
+(``systemctl start`` waits for the oneshot unit; its journal says why). It runs once per repository: a database
+that is large when it first gets a repository makes that deploy wait for its first full backup.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
+from . import backrest
 from .config import NodeConfig
 
 
@@ -22,9 +24,12 @@ def main(argv: list[str], config: NodeConfig) -> int:
         print("usage: first-backup STANZA UNIT", file=sys.stderr)
         return 2
     stanza, unit = argv
-    out = subprocess.run(["runuser", "-u", config.postgres_user, "--", "pgbackrest", f"--stanza={stanza}", "--log-level-file=off",
-                          "--output=json", "info"], capture_output=True, text=True, check=True).stdout
-    if has_backup(json.loads(out)):
+    try:
+        found = has_backup(backrest.info(stanza, config.postgres_user))
+    except backrest.CommandFailed as e:
+        print(f"first-backup: {e}", file=sys.stderr)
+        return 1
+    if found:
         print(f"stanza {stanza} has a backup already")
         return 0
     return subprocess.run(["systemctl", "start", unit]).returncode

@@ -11,18 +11,17 @@ fails is left out and counted in ``pgfleet_node_metrics_errors`` with its reason
 from __future__ import annotations
 
 import calendar
-import json
 import os
-import subprocess
 import sys
 import time
 
+from . import backrest
 from .config import NodeConfig, json_argument
 
 
 def certificate_not_after(path: str) -> float:
     """notAfter of a PEM certificate, in epoch seconds (``openssl x509 -enddate``)."""
-    out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path], capture_output=True, text=True, check=True).stdout
+    out = backrest.run(["openssl", "x509", "-noout", "-enddate", "-in", path], timeout=10)
     return float(calendar.timegm(time.strptime(out.strip().removeprefix("notAfter="), "%b %d %H:%M:%S %Y %Z")))
 
 
@@ -34,12 +33,6 @@ def restorable_window(info: list[dict], now: float) -> float | None:
     """Seconds from the oldest backup's stop to ``now`` (``pgbackrest info --output=json``); None without a backup."""
     stops = [b["timestamp"]["stop"] for stanza in info for b in stanza.get("backup", [])]
     return now - min(stops) if stops else None
-
-
-def pgbackrest_info(stanza: str, user: str) -> list[dict]:
-    cmd = ["runuser", "-u", user, "--", "pgbackrest", f"--stanza={stanza}", "--log-level-file=off", "--log-level-console=error",
-           "--output=json", "info"]
-    return list(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=45).stdout))
 
 
 def _line(name: str, value: float, **labels: str) -> str:
@@ -56,7 +49,7 @@ def collect(conf: dict, now: float) -> tuple[str, list[str]]:
     for endpoint, path in sorted(conf["certificates"].items()):
         try:
             out.append(_line("pgfleet_certificate_expiry_timestamp_seconds", certificate_not_after(path), endpoint=endpoint))
-        except (OSError, subprocess.CalledProcessError, ValueError) as e:
+        except (OSError, backrest.CommandFailed, ValueError) as e:
             errors.append(f"certificate {endpoint} ({path}): {e}")
     if conf["data_dir"]:
         try:
@@ -67,12 +60,12 @@ def collect(conf: dict, now: float) -> tuple[str, list[str]]:
             errors.append(f"archive status of {conf['data_dir']}: {e}")
     if conf["stanza"]:
         try:
-            window = restorable_window(pgbackrest_info(conf["stanza"], conf["postgres_user"]), now)
+            window = restorable_window(backrest.info(conf["stanza"], conf["postgres_user"], timeout=45), now)
             if window is not None:
                 out.append("# HELP pgfleet_backup_restorable_window_seconds now minus the stop time of the oldest backup\n"
                            "# TYPE pgfleet_backup_restorable_window_seconds gauge\n")
                 out.append(_line("pgfleet_backup_restorable_window_seconds", round(window, 3)))
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        except (OSError, backrest.CommandFailed, ValueError, KeyError) as e:
             errors.append(f"pgbackrest info of stanza {conf['stanza']}: {e}")
     out.append("# HELP pgfleet_node_metrics_errors measurements that failed in the last run (see the unit's journal)\n"
                "# TYPE pgfleet_node_metrics_errors gauge\n")

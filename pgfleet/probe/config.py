@@ -131,13 +131,16 @@ def conninfo(**params: str | int) -> str:
     return " ".join(f"{k}={quote(str(v))}" for k, v in params.items())
 
 
-def dsn(*, hosts: Iterable[str], port: int, dbname: str, user: str, password: str, ca_file: str) -> str:
-    """A connection to whichever of ``hosts`` answers on ``port`` (HAProxy runs on every node), verifying its certificate."""
+def dsn(*, hosts: Iterable[str], port: int, dbname: str, user: str, password: str, ca_file: str,
+        statement_timeout_ms: int | None = None) -> str:
+    """A connection to whichever of ``hosts`` answers on ``port`` (HAProxy runs on every node), verifying its certificate;
+    ``statement_timeout_ms`` bounds every query (the exact side's sequential scans must not load a replica for long)."""
     host_list = list(hosts)
     if not host_list or any(not h or "," in h for h in host_list):
         raise ConfigError(f"hosts must be non-empty addresses without commas: {host_list}")
+    timeout = {"options": f"-c statement_timeout={statement_timeout_ms}"} if statement_timeout_ms else {}
     return conninfo(host=",".join(host_list), port=port, dbname=dbname, user=user, password=password, sslmode="verify-full",
-                    sslrootcert=ca_file, connect_timeout=CONNECT_TIMEOUT, target_session_attrs="any")
+                    sslrootcert=ca_file, connect_timeout=CONNECT_TIMEOUT, target_session_attrs="any", **timeout)
 
 
 #: What each watch given to :func:`build` holds: the spec's watch fields (cluster resolved) and how to log in.
@@ -145,8 +148,8 @@ WATCH_KEYS = ("cluster", "database", "table", "column", "key", "operator", "k", 
               "hosts", "user", "password")
 
 
-def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, ann_port: int, exact_port: int,
-          listen_address: str = DEFAULT_ADDRESS, listen_port: int = DEFAULT_PORT, interval: float = DEFAULT_INTERVAL) -> dict[str, Any]:
+def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, ann_port: int, exact_port: int, listen_port: int,
+          interval: float, statement_timeout_ms: int, listen_address: str = DEFAULT_ADDRESS) -> dict[str, Any]:
     """The probe's JSON document (validated by loading it back, so the deploy never writes one the probe refuses).
 
     Each watch is the spec's watch (``VectorIndexWatchSpec.model_dump()`` with ``cluster`` filled in) plus
@@ -160,7 +163,8 @@ def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, ann_port: int, 
             raise ConfigError(f"watch {dict((k, w[k]) for k in ('database', 'table') if k in w)}: missing {missing}")
         login = {"hosts": w["hosts"], "dbname": w["database"], "user": w["user"], "password": w["password"], "ca_file": ca_file}
         out.append({**{k: w[k] for k in WATCH_KEYS[:9]},
-                    "ann_dsn": dsn(port=ann_port, **login), "exact_dsn": dsn(port=exact_port, **login)})
+                    "ann_dsn": dsn(port=ann_port, **login),
+                    "exact_dsn": dsn(port=exact_port, statement_timeout_ms=statement_timeout_ms, **login)})
     doc = {"listen_address": listen_address, "listen_port": listen_port, "interval": interval, "ca_file": ca_file, "watches": out}
     ProbeConfig.from_dict(doc)
     return doc
