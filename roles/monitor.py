@@ -28,6 +28,15 @@ from roles._common import ServiceActive, converge, data, put, render, secrets
 DEFAULTS: dict[str, object] = {}
 
 
+#: Seconds Prometheus keeps trying to flush remote_write at shutdown, and systemd's patience with its stop.
+REMOTE_FLUSH_DEADLINE = 10
+STOP_TIMEOUT = 60
+
+
+def prometheus_override() -> str:
+    return render("monitor/prometheus-override.conf.j2", stop_timeout=STOP_TIMEOUT)
+
+
 def web_config(d: dict) -> str:
     return render("monitor/web.yml.j2", cert=contract.HOST_CERT, key=contract.MONITOR_KEY)
 
@@ -35,7 +44,9 @@ def web_config(d: dict) -> str:
 def prometheus_default(d: dict) -> str:
     args = [f"--config.file={contract.PROMETHEUS_CONFIG}", f"--storage.tsdb.path={contract.PROMETHEUS_STORAGE}",
             f"--web.listen-address=:{contract.PROMETHEUS_PORT}", f"--web.config.file={contract.MONITOR_WEB_CONFIG}",
-            f"--web.external-url=https://{d['pgfleet_ip']}:{contract.PROMETHEUS_PORT}/", *d["monitor_prometheus_flags"]]
+            f"--web.external-url=https://{d['pgfleet_ip']}:{contract.PROMETHEUS_PORT}/",
+            # a remote_write store that does not answer must not hold a restart for Prometheus' default minute
+            f"--storage.remote.flush-deadline={REMOTE_FLUSH_DEADLINE}s", *d["monitor_prometheus_flags"]]
     return exporters.default_text(contract.PROMETHEUS_UNIT, {}, args)
 
 
@@ -64,7 +75,9 @@ def apply(tls_reissued: bool = False) -> None:
     prom = converge("prometheus.yml", d.monitor_prometheus_config,
                     f"promtool check config {{desired}} && install -m 0644 {{desired}} {contract.PROMETHEUS_CONFIG}")
     prom_env = put("Prometheus settings", contract.default_file(contract.PROMETHEUS_UNIT), prometheus_default(data()), mode="0600")
-    _service(contract.PROMETHEUS_UNIT, restart_if=[prom_env, *tls_changed], reload=rules or prom, tls_reissued=tls_reissued)
+    prom_unit = put("Prometheus unit settings", f"/etc/systemd/system/{contract.PROMETHEUS_UNIT}.d/pgfleet.conf", prometheus_override())
+    systemd.daemon_reload(name="systemd: reload units (Prometheus)", _if=prom_unit.did_change)
+    _service(contract.PROMETHEUS_UNIT, restart_if=[prom_env, prom_unit, *tls_changed], reload=rules or prom, tls_reissued=tls_reissued)
 
     am = converge("alertmanager.yml", alertmanager_yaml(d.monitor_alertmanager, d.monitor_smtp_password_secret, s),
                   f"amtool check-config {{desired}} && install -m 0640 -g {contract.PROMETHEUS_USER} {{desired}} {contract.ALERTMANAGER_CONFIG}")

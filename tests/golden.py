@@ -111,6 +111,7 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
         out["monitor_rules"] = d["monitor_rules"]
         out["monitor_prometheus_config"] = d["monitor_prometheus_config"]
         out["roles.monitor.prometheus_default"] = monitor.prometheus_default(md)
+        out["monitor/prometheus-override.conf.j2"] = monitor.prometheus_override()
         out["roles.monitor.alertmanager_yaml"] = monitor.alertmanager_yaml(d["monitor_alertmanager"], d["monitor_smtp_password_secret"], sec)
         out["roles.monitor.alertmanager_default"] = monitor.alertmanager_default(md)
         for filename, text in monitor.probe_files().items():
