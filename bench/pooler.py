@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Pooled (HAProxy 5000 → PgBouncer) against direct (HAProxy 5002 → PostgreSQL): pgbench select-only at 8, 50,
+300 and 1000 clients, with persistent connections and with a new connection per transaction.
+
+The DSNs are the ones `pgfleet dsn lab --libpq 15` prints (pgbench here is this machine's, libpq 15); the same
+query mode (simple) on both. For each run: TPS, mean latency, failed transactions, whether pgbench gave up on
+connecting (and why), and the most server connections the app role held on the primary while it ran (sampled
+every second through the admin path). Writes bench/results/pooler.json. Figures only; nothing passes or fails.
+
+    .venv/bin/python bench/pooler.py [--seconds 20] [--clients 8,50,300,1000] [--scale 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import results_file  # bench/results_file.py
+
+from pgfleet import contract
+from pgfleet import lab as lab_mod
+from pgfleet.spec import load
+
+ROOT = Path(__file__).resolve().parent.parent
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def dsn(*flags: str) -> str:
+    return results_file.timed_cli("dsn", "lab", "--libpq", "15", *flags)[1].strip()
+
+
+def server_connections(spec, stop: threading.Event, out: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """The app role's backends on every database node, summed, once a second (the peak is what a run needed)."""
+    q = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'"
+    nodes = [h.name for h in lab_mod.inventory(spec).by_role("postgres")]
+    while not stop.is_set():
+        total = 0
+        for n in nodes:
+            cp = lab_mod.run(spec, n, f"runuser -u {contract.POSTGRES_OS_USER} -- psql -Atc \"{q}\"", check=False, timeout=10)
+            total += int(cp.stdout.strip() or 0)
+        out.append(total)
+        stop.wait(1)
+
+
+def pgbench(conninfo: str, clients: int, seconds: int, connect_each: bool) -> dict[str, object]:
+    argv = [PGBENCH, "-n", "-S", "-M", "simple", "-c", str(clients), "-j", "2", "-T", str(seconds), *(["-C"] if connect_each else []), conninfo]
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 180)
+    out = cp.stdout + cp.stderr
+    tps = re.search(r"tps = ([\d.]+)", out)
+    lat = re.search(r"latency average = ([\d.]+) ms", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    errors = sorted({m.strip() for m in re.findall(r"(?:error|FATAL):\s*([^\n]+)", out)})[:3]
+    return {"tps": float(tps.group(1)) if tps else 0.0, "latency_ms": float(lat.group(1)) if lat else None,
+            "failed_transactions": int(failed.group(1)) if failed else None, "exit_code": cp.returncode, "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--clients", default="8,50,300,1000")
+    ap.add_argument("--scale", type=int, default=10)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # pgbench opens a socket per client
+    results_file.timed_cli("up", "lab")
+    spec = load("lab")
+    endpoints = {"pooled": dsn(), "direct": dsn("--direct")}
+    subprocess.run([PGBENCH, "-i", "-q", "-s", str(a.scale), endpoints["direct"]], check=True, capture_output=True, text=True)
+    runs = []
+    for connect_each in (False, True):
+        for clients in [int(c) for c in a.clients.split(",")]:
+            for name, conninfo in endpoints.items():
+                samples: list[int] = []
+                stop = threading.Event()
+                t = threading.Thread(target=server_connections, args=(spec, stop, samples), daemon=True)
+                t.start()
+                r = pgbench(conninfo, clients, a.seconds, connect_each)
+                stop.set()
+                t.join()
+                r.update({"endpoint": name, "clients": clients, "connect_per_transaction": connect_each,
+                          "server_connections_max": max(samples, default=0)})
+                print(r, flush=True)
+                runs.append(r)
+                time.sleep(3)
+    ratio = {f"{c}{'_connect_each' if ce else ''}": round(p["tps"] / d["tps"], 2) if d["tps"] else None
+             for c in sorted({r["clients"] for r in runs}) for ce in (False, True)
+             for p in [next(r for r in runs if r["endpoint"] == "pooled" and r["clients"] == c and r["connect_per_transaction"] == ce)]
+             for d in [next(r for r in runs if r["endpoint"] == "direct" and r["clients"] == c and r["connect_per_transaction"] == ce)]}
+    results_file.write("pooler", {"seconds": a.seconds, "scale": a.scale, "pgbench": "15 (this machine), -S -M simple -j 2",
+                                  "runs": runs, "pooled_over_direct_tps": ratio})
+
+
+if __name__ == "__main__":
+    main()
