@@ -112,8 +112,7 @@ def probe_launcher() -> str:
 def probe_config(watches: list[dict], s: Secrets) -> str:
     """The probe's JSON (0600 root: the application role's password; systemd hands it to the probe as a credential)."""
     filled = [{**{k: v for k, v in w.items() if k != "password_name"}, "password": s.password(w["password_name"])} for w in watches]
-    doc = probe_mod_config.build(filled, ca_file=contract.CA_FILE, ann_port=contract.HAPROXY_POOLED_RO,
-                                 exact_port=contract.HAPROXY_DIRECT_RO, listen_port=contract.PGFLEET_EXPORTER_PORT,
+    doc = probe_mod_config.build(filled, ca_file=contract.CA_FILE, port=contract.HAPROXY_DIRECT_RO, listen_port=contract.PGFLEET_EXPORTER_PORT,
                                  interval=contract.PROBE_INTERVAL, statement_timeout_ms=contract.PROBE_STATEMENT_TIMEOUT_MS)
     return json.dumps(doc, sort_keys=True, indent=1) + "\n"
 

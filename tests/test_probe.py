@@ -48,8 +48,8 @@ def spec_watch(**kw: object) -> dict:
 def built(*watches: dict, **kw: object) -> dict:
     args = {"listen_port": contract.PGFLEET_EXPORTER_PORT, "interval": contract.PROBE_INTERVAL,
             "statement_timeout_ms": contract.PROBE_STATEMENT_TIMEOUT_MS, **kw}
-    return config.build(list(watches) or [spec_watch()], ca_file="/etc/pgfleet/tls/ca.crt", ann_port=contract.HAPROXY_POOLED_RO,
-                        exact_port=contract.HAPROXY_DIRECT_RO, **args)  # type: ignore[arg-type]
+    return config.build(list(watches) or [spec_watch()], ca_file="/etc/pgfleet/tls/ca.crt", port=contract.HAPROXY_DIRECT_RO,
+                        **args)  # type: ignore[arg-type]
 
 
 def a_watch(**kw: object) -> Watch:
@@ -170,10 +170,9 @@ def test_build_writes_connection_strings_libpq_parses_back() -> None:
     w = ProbeConfig.from_dict(built()).watches[0]
     common = {"host": "10.42.1.11,10.42.1.12,10.42.1.13", "dbname": "app", "user": "app", "password": PASSWORD,
               "sslmode": "verify-full", "sslrootcert": "/etc/pgfleet/tls/ca.crt", "connect_timeout": "5", "target_session_attrs": "any"}
-    assert conninfo_to_dict(w.ann_dsn) == {**common, "port": str(contract.HAPROXY_POOLED_RO)}
-    # the exact side (sequential scans on a replica) is bounded; the pooled side is not (PgBouncer ignores options)
-    assert conninfo_to_dict(w.exact_dsn) == {**common, "port": str(contract.HAPROXY_DIRECT_RO),
-                                             "options": f"-c statement_timeout={contract.PROBE_STATEMENT_TIMEOUT_MS}"}
+    # one replica for both sides; the exact side's sequential scans are bounded
+    assert conninfo_to_dict(w.dsn) == {**common, "port": str(contract.HAPROXY_DIRECT_RO),
+                                       "options": f"-c statement_timeout={contract.PROBE_STATEMENT_TIMEOUT_MS}"}
     assert (w.cluster, w.table, w.column, w.key, w.operator, w.k, w.sample_size, w.target_recall) == (
         "main", "public.items", "embedding", "id", "<=>", 10, 100, 0.95)
 
@@ -201,7 +200,7 @@ def test_build_takes_exactly_the_specs_watch_fields_plus_the_login() -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.update(extra=1), "unknown keys"),
-    (lambda d: d["watches"][0].pop("exact_dsn"), "missing"),
+    (lambda d: d["watches"][0].pop("dsn"), "missing"),
     (lambda d: d["watches"].append(dict(d["watches"][0])), "same cluster"),
     (lambda d: d["watches"][0].update(k=0), "k must"),
     (lambda d: d["watches"][0].update(target_recall=1.5), "target_recall"),
@@ -334,7 +333,7 @@ def test_the_copied_package_runs_once_and_reports_an_unreachable_cluster_without
     shutil.copytree(PACKAGE, tmp_path / "pgfleet_probe", ignore=shutil.ignore_patterns("__pycache__"))
     doc = built(spec_watch())
     for w in doc["watches"]:  # nothing listens on port 1 of loopback: the connection is refused at once
-        w["ann_dsn"] = w["exact_dsn"] = config.dsn(hosts=["127.0.0.1"], port=1, dbname="app", user="app", password=PASSWORD, ca_file="/nonexistent")
+        w["dsn"] = config.dsn(hosts=["127.0.0.1"], port=1, dbname="app", user="app", password=PASSWORD, ca_file="/nonexistent")
     (tmp_path / "probe.json").write_text(json.dumps(doc))
     (tmp_path / "empty.json").write_text(json.dumps({"watches": []}))
 

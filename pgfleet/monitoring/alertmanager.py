@@ -17,6 +17,7 @@ from pgfleet.schema import Spec
 GROUP_WAIT = 10
 #: Seconds between two notifications of a group that changed (a resolution is announced after at most this).
 GROUP_INTERVAL = 60
+REPEAT_INTERVAL = "1h"
 RECEIVER = "pgfleet"
 
 
@@ -43,7 +44,10 @@ def without_secrets(spec: Spec) -> dict[str, Any]:
         receiver["email_configs"] = [mail]
     return {
         "route": {"receiver": RECEIVER, "group_by": ["alertname", "cluster"], "group_wait": f"{GROUP_WAIT}s",
-                  "group_interval": f"{GROUP_INTERVAL}s", "repeat_interval": "4h"},
+                  "group_interval": f"{GROUP_INTERVAL}s",
+                  # Alertmanager never repeats what it announced within this, even when the resolution could not be
+                  # delivered (a receiver down): the same alert firing again that soon is not announced; 1h bounds that
+                  "repeat_interval": REPEAT_INTERVAL},
         # a critical alert silences the warning of the same name and cluster
         "inhibit_rules": [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
                            "equal": ["alertname", "cluster"]}],

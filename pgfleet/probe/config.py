@@ -41,13 +41,13 @@ class Watch:
     k: int
     sample_size: int
     target_recall: float
-    #: the read-only pooled endpoint (HAProxy → PgBouncer): the ANN query gets the role's own settings
-    ann_dsn: str
-    #: the read-only direct endpoint (HAProxy → PostgreSQL on a replica): the exact query, index scans off
-    exact_dsn: str
+    #: the read-only direct endpoint (HAProxy → PostgreSQL on a replica), as the application role: the ANN query
+    #: runs with the settings that role gets at login, then the exact query (index scans off) on the same replica,
+    #: so both sides read the same data even while another replica lags or is rebuilt
+    dsn: str
 
     def __post_init__(self) -> None:
-        for name in ("cluster", "database", "table", "column", "key", "ann_dsn", "exact_dsn"):
+        for name in ("cluster", "database", "table", "column", "key", "dsn"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"watch {self.name}: {name} must be a non-empty string")
         if any(not part for part in self.table.split(".")) or self.table.count(".") > 1:
@@ -148,13 +148,13 @@ WATCH_KEYS = ("cluster", "database", "table", "column", "key", "operator", "k", 
               "hosts", "user", "password")
 
 
-def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, ann_port: int, exact_port: int, listen_port: int,
+def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, port: int, listen_port: int,
           interval: float, statement_timeout_ms: int, listen_address: str = DEFAULT_ADDRESS) -> dict[str, Any]:
     """The probe's JSON document (validated by loading it back, so the deploy never writes one the probe refuses).
 
     Each watch is the spec's watch (``VectorIndexWatchSpec.model_dump()`` with ``cluster`` filled in) plus
     ``hosts`` (the cluster's node addresses), ``user`` (the database's owner) and its ``password``;
-    ``ann_port`` is the pooled read-only endpoint, ``exact_port`` the direct read-only one.
+    ``port`` is the direct read-only endpoint.
     """
     out = []
     for w in watches:
@@ -163,8 +163,7 @@ def build(watches: Iterable[Mapping[str, Any]], *, ca_file: str, ann_port: int, 
             raise ConfigError(f"watch {dict((k, w[k]) for k in ('database', 'table') if k in w)}: missing {missing}")
         login = {"hosts": w["hosts"], "dbname": w["database"], "user": w["user"], "password": w["password"], "ca_file": ca_file}
         out.append({**{k: w[k] for k in WATCH_KEYS[:9]},
-                    "ann_dsn": dsn(port=ann_port, **login),
-                    "exact_dsn": dsn(port=exact_port, statement_timeout_ms=statement_timeout_ms, **login)})
+                    "dsn": dsn(port=port, statement_timeout_ms=statement_timeout_ms, **login)})
     doc = {"listen_address": listen_address, "listen_port": listen_port, "interval": interval, "ca_file": ca_file, "watches": out}
     ProbeConfig.from_dict(doc)
     return doc

@@ -26,7 +26,7 @@ LABELS = ("cluster", "database", "table", "column")
 #: name -> help; the measured ones exist only after a successful measurement
 MEASURED = {
     "pgfleet_vector_recall": "recall@k of the ANN query (the application role's settings) against the exact top-k",
-    "pgfleet_vector_ann_seconds": "mean seconds of one ANN query through the pooled read-only endpoint",
+    "pgfleet_vector_ann_seconds": "mean seconds of one ANN query, with the application role's settings",
     "pgfleet_vector_exact_seconds": "mean seconds of one exact (no index) query on a replica",
     "pgfleet_vector_rows": "rows in the watched table",
     "pgfleet_vector_index_size_bytes": "size of the watched hnsw/ivfflat index",

@@ -1,10 +1,12 @@
 """One measurement of one watch: recall@k of the ANN query against the exact top-k, latencies, index size and fit.
 
-The ANN side runs through the pooled endpoint with no setting of its own, so
-it sees what the application role sees (``ALTER ROLE/DATABASE SET
-hnsw.ef_search`` …); the exact side runs on a replica through the direct
-endpoint with index scans off inside one transaction, and its plan is checked
-to read no index, so a wrong "exact" answer cannot pass for perfect recall.
+Both sides run on one connection to one replica (the direct read-only
+endpoint), logged in as the application role: the ANN side sets nothing, so it
+sees what that role sees (``ALTER ROLE/DATABASE SET hnsw.ef_search`` … apply
+at login, pooled or not); the exact side then turns index scans off inside one
+transaction and its plan is checked to read no index, so a wrong "exact"
+answer cannot pass for perfect recall. One replica for both means a replica
+that lags or is being rebuilt elsewhere cannot make the two lists differ.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def _exact(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tu
 
 
 def _ann(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
-    """The ANN top-k of every sampled vector, each query on its own (autocommit through the pooler, no setting)."""
+    """The ANN top-k of every sampled vector, each query on its own (autocommit, no setting: the role's own)."""
     return _each(cur, w, vector_type, sample)
 
 
@@ -221,16 +223,15 @@ def _each(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tup
 def measure(w: Watch) -> Measurement:
     """Measure once; raises psycopg.Error or :class:`MeasureError`."""
     table = table_identifier(w.table)
-    with _connect(w.exact_dsn) as conn, conn.cursor() as cur:
+    with _connect(w.dsn) as conn, conn.cursor() as cur:
         target = _target(cur, w, table)
         rows = (cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() or [0])[0]
         sample = cur.execute(sql.SQL("SELECT {key}, {column}::text FROM {table} WHERE {column} IS NOT NULL ORDER BY random() LIMIT %s").format(
             key=sql.Identifier(w.key), column=sql.Identifier(w.column), table=table), (w.sample_size,)).fetchall()
         if not sample:
             raise MeasureError(f"{w.table}.{w.column} holds no vector to query with")
-        exact, exact_time = _exact(cur, w, target.vector_type, sample)
-    with _connect(w.ann_dsn) as conn, conn.cursor() as cur:
         ann, ann_time = _ann(cur, w, target.vector_type, sample)
+        exact, exact_time = _exact(cur, w, target.vector_type, sample)
     value, queries = recall(zip(ann, exact))
     return Measurement(recall=value, queries=queries, ann_seconds=ann_time / len(sample), exact_seconds=exact_time / len(sample),
                        rows=int(rows), index=target.index, index_size_bytes=target.index_size_bytes,
