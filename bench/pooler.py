@@ -24,6 +24,7 @@ import results_file  # bench/results_file.py
 
 from pgfleet import contract
 from pgfleet import lab as lab_mod
+from pgfleet.providers.lab import inventory
 from pgfleet.spec import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ def dsn(*flags: str) -> str:
 def server_connections(spec, stop: threading.Event, out: list[int]) -> None:  # type: ignore[no-untyped-def]
     """The app role's backends on every database node, summed, once a second (the peak is what a run needed)."""
     q = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'"
-    nodes = [h.name for h in lab_mod.inventory(spec).by_role("postgres")]
+    nodes = [h.name for h in inventory(spec).by_role("postgres")]
     while not stop.is_set():
         total = 0
         for n in nodes:

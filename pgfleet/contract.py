@@ -105,8 +105,8 @@ PORT_MATRIX: tuple[PortRule, ...] = (
     PortRule("monitor", _p(PGBACKREST_EXPORTER_PORT), ("postgres",), "pgBackRest exporter", backups_only=True),
     PortRule("monitor", _p(ETCD_METRICS_PORT), ("etcd",), "etcd metrics"),
     PortRule("admin", _p(PROMETHEUS_PORT, ALERTMANAGER_PORT), ("monitor",), "Prometheus and Alertmanager (HTTPS)"),
-    # the probe measures recall through the read-only endpoints the application uses, as the application
-    PortRule("monitor", _p(HAPROXY_POOLED_RO, HAPROXY_DIRECT_RO), ("postgres",), "HAProxy read-only endpoints, for the recall probe"),
+    # the probe measures recall on a replica through the direct read-only endpoint, as the application's role
+    PortRule("monitor", _p(HAPROXY_DIRECT_RO), ("postgres",), "HAProxy's direct read-only endpoint, for the recall probe"),
 )
 
 

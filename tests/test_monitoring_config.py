@@ -128,7 +128,7 @@ def test_the_monitoring_host_reaches_exporters_and_endpoints_but_no_database_or_
     def ports(roles: list[str]) -> set[str]:
         return {p for r in contract.port_rules(roles, True, sources=["monitor"]) for p in r.ports}
 
-    assert ports(["postgres"]) == {"9100", "9187", "9127", "9854", "7001", "5001", "5003"}
+    assert ports(["postgres"]) == {"9100", "9187", "9127", "9854", "7001", "5003"}
     assert ports(["etcd"]) == {"9100", "2381"}
     # Patroni's metrics travel through HAProxy's TLS frontend (7001): its REST port stays for members and admins
     for src in ("clients", "monitor"):
