@@ -187,7 +187,8 @@ def test_recall_probe_meets_the_target_and_a_poor_index_trips_the_alert(prom, re
         (poor,) = prom.query('pgfleet_vector_recall{table="recall_poor"}')
         assert float(poor.value) < 0.95
         # measured with the application role's own settings: pgvector's default ef_search, nothing set by the probe
-        with psycopg.connect(dsn("--ro")) as conn:
+        with psycopg.connect(dsn("--ro", "--direct")) as conn:
+            conn.execute("SELECT '[1]'::vector")  # loads pgvector, whose parameters exist only once it is loaded
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == ("40",)
     finally:
         recall_data.rebuild_index(direct, "recall_poor", recall_data.GOOD)
