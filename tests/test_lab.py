@@ -36,7 +36,7 @@ def boot_id(spec, name: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_every_host_runs_debian13_and_answers_ssh(lab, lab_spec):  # type: ignore[no-untyped-def]
-    assert [h.name for h in lab.hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-client"]
+    assert [h.name for h in lab.hosts] == ["lab-main-1", "lab-main-2", "lab-main-3", "lab-client", "lab-monitor"]
     for h in lab.hosts:
         out = sh(lab_spec, h.name, "hostname; . /etc/os-release; echo $VERSION_ID; systemctl is-system-running --wait; "
                                    "ip -4 -o addr show host0 | awk '{print $4}'").stdout.split()
