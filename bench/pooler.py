@@ -2,7 +2,7 @@
 """Pooled (HAProxy 5000 → PgBouncer) against direct (HAProxy 5002 → PostgreSQL): pgbench select-only at 8, 50,
 300 and 1000 clients, with persistent connections and with a new connection per transaction.
 
-The DSNs are the ones `pgfleet dsn lab --libpq 15` prints (pgbench here is this machine's, libpq 15); the same
+The DSNs are the ones `pgfleet dsn lab --libpq 15` prints (pgbench here is this machine's; Debian 12's is libpq 15); the same
 query mode (simple) on both. For each run: TPS, mean latency, failed transactions, whether pgbench gave up on
 connecting (and why), and the most server connections the app role held on the primary while it ran (sampled
 every second through the admin path). Writes bench/results/pooler.json. Figures only; nothing passes or fails.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 import resource
+import shutil
 import subprocess
 import threading
 import time
@@ -28,7 +29,8 @@ from pgfleet.providers.lab import inventory
 from pgfleet.spec import load
 
 ROOT = Path(__file__).resolve().parent.parent
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+#: This machine's pgbench (Debian's pg_wrapper picks the newest installed major; ./bootstrap installs postgresql).
+PGBENCH = shutil.which("pgbench") or "pgbench"
 
 
 def dsn(*flags: str) -> str:

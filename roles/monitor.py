@@ -16,10 +16,10 @@ from pathlib import Path
 import yaml
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from pgfleet import contract, probe, tls
-from pgfleet.monitoring import alertmanager, prometheus
+from pgfleet.monitoring import alertmanager
 from pgfleet.probe import config as probe_mod_config
 from pgfleet.secrets import Secrets
 from roles import exporters
@@ -37,7 +37,7 @@ def prometheus_override() -> str:
     return render("monitor/prometheus-override.conf.j2", stop_timeout=STOP_TIMEOUT)
 
 
-def web_config(d: dict) -> str:
+def web_config() -> str:
     return render("monitor/web.yml.j2", cert=contract.HOST_CERT, key=contract.MONITOR_KEY)
 
 
@@ -65,7 +65,7 @@ def apply(tls_reissued: bool = False) -> None:
     key = put("Host key for Prometheus and Alertmanager", contract.MONITOR_KEY, tls.key_pem(tls.host_key(s.ca_key_pem, host.name)),
               mode="0640", group=contract.PROMETHEUS_USER)
     files.directory(name="Monitoring configuration directory", path=contract.MONITORING_DIR, mode="0755")
-    web = put("HTTPS for Prometheus and Alertmanager", contract.MONITOR_WEB_CONFIG, web_config(data()))
+    web = put("HTTPS for Prometheus and Alertmanager", contract.MONITOR_WEB_CONFIG, web_config())
     tls_changed = [key, web]
 
     # each file is checked before it replaces the one in use; a file that fails its check is never installed,

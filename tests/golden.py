@@ -107,7 +107,7 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
     if ROLE_MONITOR in roles:
         md = {**monitor.DEFAULTS, **d}
         out["pgfleet.tls.host_key monitor copy"] = tls_mod.key_pem(tls_mod.host_key(sec.ca_key_pem, name))
-        out["roles.monitor.web_config"] = monitor.web_config(md)
+        out["roles.monitor.web_config"] = monitor.web_config()
         out["monitor_rules"] = d["monitor_rules"]
         out["monitor_prometheus_config"] = d["monitor_prometheus_config"]
         out["roles.monitor.prometheus_default"] = monitor.prometheus_default(md)
