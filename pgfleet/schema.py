@@ -25,10 +25,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class VectorSettingsSpec(_Model):
+    """pgvector's query-time settings for one database (``ALTER DATABASE … SET``); unset keeps pgvector's default.
+
+    ``pgfleet vector advise`` prints the values that reach a target recall as a change here.
+    """
+
+    #: HNSW candidate list per query (pgvector's default 40): higher finds more true neighbours, slower.
+    ef_search: int | None = Field(default=None, ge=1, le=1000)
+    #: pgvector 0.8: keep scanning the index until a filtered query has enough rows (``off`` by default).
+    iterative_scan: Literal["off", "relaxed_order", "strict_order"] | None = None
+
+
 class DatabaseSpec(_Model):
     name: str = Field(pattern=_IDENT)
     owner: str = Field(pattern=_IDENT)
     extensions: list[str] = ["vector"]
+    vector: VectorSettingsSpec = VectorSettingsSpec()
 
 
 class StaticHostSpec(_Model):
