@@ -34,7 +34,8 @@ from pgfleet.monitoring.client import Prometheus  # noqa: E402
 from pgfleet.stack import Stack  # noqa: E402
 
 #: Units sampled per host (the monitoring host's own node_exporter included).
-NODE_UNITS = [*contract.EXPORTER_UNITS.values()]
+NODE_UNITS = [u for name, u in contract.EXPORTER_UNITS.items() if name != "pgbouncer"] + [
+    contract.pgbouncer_exporter_unit(p) for p in (1, 2)]  # one PgBouncer exporter per process (two on the lab's cx23)
 MONITOR_UNITS = [contract.PROMETHEUS_UNIT, contract.ALERTMANAGER_UNIT, contract.PROBE_UNIT, contract.EXPORTER_UNITS["node"]]
 
 SAMPLE = r"""

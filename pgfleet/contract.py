@@ -52,7 +52,11 @@ SSH_PORT = 22
 #: Monitoring (pgfleet/monitoring/prometheus.py scrapes them; only the monitoring host may reach the exporters).
 NODE_EXPORTER_PORT = 9100
 POSTGRES_EXPORTER_PORT = 9187
+#: The first PgBouncer process's exporter; process i (1-based) has PGBOUNCER_EXPORTER_PORT + i - 1.
 PGBOUNCER_EXPORTER_PORT = 9127
+#: PgBouncer processes per node at most (sizing.pgbouncer_processes): their exporters' ports are reserved up to here.
+PGBOUNCER_MAX_PROCESSES = 4
+PGBOUNCER_EXPORTER_PORTS = (PGBOUNCER_EXPORTER_PORT, PGBOUNCER_EXPORTER_PORT + PGBOUNCER_MAX_PROCESSES - 1)
 PGBACKREST_EXPORTER_PORT = 9854
 #: HAProxy's TLS frontend for the monitoring host: its own /metrics and Patroni's (/patroni/metrics), client certificate required.
 HAPROXY_METRICS_PORT = 7001
@@ -100,7 +104,7 @@ PORT_MATRIX: tuple[PortRule, ...] = (
     PortRule("members", _p(ETCD_CLIENT_PORT, ETCD_PEER_PORT), ("etcd",), "etcd client and peer"),
     PortRule("members", _p(PGBACKREST_TLS_PORT), ("postgres",), "pgBackRest's TLS server", backups_only=True),
     PortRule("monitor", _p(NODE_EXPORTER_PORT), ("postgres", "etcd"), "node exporter"),
-    PortRule("monitor", _p(POSTGRES_EXPORTER_PORT, PGBOUNCER_EXPORTER_PORT, HAPROXY_METRICS_PORT), ("postgres",),
+    PortRule("monitor", _p(POSTGRES_EXPORTER_PORT, PGBOUNCER_EXPORTER_PORTS, HAPROXY_METRICS_PORT), ("postgres",),
              "PostgreSQL and PgBouncer exporters, HAProxy's and Patroni's metrics"),
     PortRule("monitor", _p(PGBACKREST_EXPORTER_PORT), ("postgres",), "pgBackRest exporter", backups_only=True),
     PortRule("monitor", _p(ETCD_METRICS_PORT), ("etcd",), "etcd metrics"),
@@ -193,11 +197,36 @@ PATRONI_NAMESPACE = "/service/"
 
 PATRONI_UNIT = "patroni.service"
 ETCD_UNIT = "etcd.service"
-PGBOUNCER_UNIT = "pgbouncer.service"
+#: Debian's single-process unit: stopped and masked, pgfleet runs :func:`pgbouncer_unit` instances instead.
+PGBOUNCER_PACKAGE_UNIT = "pgbouncer.service"
+#: One PgBouncer process per instance (``pgbouncer@1.service`` …), all on PGBOUNCER_PORT (so_reuseport).
+PGBOUNCER_TEMPLATE_UNIT = "pgbouncer@.service"
+PGBOUNCER_EXPORTER_TEMPLATE_UNIT = "prometheus-pgbouncer-exporter@.service"
 HAPROXY_UNIT = "haproxy.service"
 PGBACKREST_UNIT = "pgbackrest.service"
 NFTABLES_UNIT = "nftables.service"
 LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
+def pgbouncer_unit(process: int) -> str:
+    return PGBOUNCER_TEMPLATE_UNIT.replace("@", f"@{process}")
+
+
+def pgbouncer_config(process: int) -> str:
+    return f"/etc/pgbouncer/pgbouncer-{process}.ini"
+
+
+def pgbouncer_socket_dir(process: int) -> str:
+    """Each process's own Unix socket (its stats console, and its peers' route for forwarded cancels)."""
+    return f"/run/pgbouncer/{process}"
+
+
+def pgbouncer_exporter_unit(process: int) -> str:
+    return PGBOUNCER_EXPORTER_TEMPLATE_UNIT.replace("@", f"@{process}")
+
+
+def pgbouncer_exporter_port(process: int) -> int:
+    return PGBOUNCER_EXPORTER_PORT + process - 1
+
+
 def default_file(unit: str) -> str:
     """Debian's /etc/default file a unit reads (``/etc/default/prometheus`` for ``prometheus.service``)."""
     return f"/etc/default/{unit_name(unit)}"

@@ -95,9 +95,10 @@ def exporters(spec: Spec, host: InventoryHost) -> list[str]:
     return out
 
 
-def scrape_targets(inv: Inventory) -> list[prometheus.Target]:
+def scrape_targets(spec: Spec, inv: Inventory) -> list[prometheus.Target]:
     """What the monitoring host scrapes: every database and etcd host, and itself (node_exporter)."""
-    return [prometheus.Target(h.name, h.private_ip, h.cluster, postgres=ROLE_POSTGRES in h.roles, etcd=ROLE_ETCD in h.roles)
+    return [prometheus.Target(h.name, h.private_ip, h.cluster, postgres=ROLE_POSTGRES in h.roles, etcd=ROLE_ETCD in h.roles,
+                              pgbouncer_processes=sizing.pgbouncer_processes(spec.cluster(h.cluster)) if h.cluster else 1)
             for h in inv.hosts if {ROLE_POSTGRES, ROLE_ETCD, ROLE_MONITOR} & set(h.roles)]
 
 
@@ -105,7 +106,7 @@ def monitor_data(spec: Spec, inv: Inventory) -> dict[str, Any]:
     """The monitoring host's configuration files (no secrets: the SMTP password and the probe's are the role's)."""
     email = spec.monitoring.receivers.email
     return {
-        "monitor_prometheus_config": prometheus.config_yaml(spec, scrape_targets(inv), tls=prometheus.TlsFiles(key=contract.MONITOR_KEY)),
+        "monitor_prometheus_config": prometheus.config_yaml(spec, scrape_targets(spec, inv), tls=prometheus.TlsFiles(key=contract.MONITOR_KEY)),
         "monitor_prometheus_flags": prometheus.storage_flags(spec),
         "monitor_rules": rules.rules_yaml(spec),
         "monitor_alertmanager": alertmanager.without_secrets(spec),
@@ -123,6 +124,17 @@ def probe_watches(spec: Spec, inv: Inventory) -> list[dict[str, Any]]:
         owner = next(d.owner for d in c.databases if d.name == w.database)
         out.append({**w.model_dump(), "cluster": c.name, "hosts": [h.private_ip for h in inv.cluster_members(c.name)],
                     "user": owner, "password_name": secrets.owner_password_name(owner)})
+    return out
+
+
+def pgbouncer_databases(cluster: ClusterSpec) -> list[dict[str, str]]:
+    """The spec's databases as PgBouncer defines them: each server connection it opens runs ``connect_query``
+    first, the database's pgvector settings. A changed query is a changed definition, so a reload retires the
+    server connections opened with the old settings as they are released (no waiting for ``server_lifetime``)."""
+    out = []
+    for db in cluster.databases:
+        query = "; ".join(f"SET {k} = {v}" for k, v in sizing.database_settings(db).items())
+        out.append({"name": db.name, "options": f" connect_query='{query}'" if query else ""})
     return out
 
 
@@ -310,8 +322,10 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "patroni_pg_ident": [f"pooler  {contract.POSTGRES_OS_USER}  {contract.PG_POOLER_AUTH}"],
             "databases": [d_.model_dump() for d_ in c.databases],
             "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
-            "pgbouncer_default_pool_size": fit.pool_size,
-            "pgbouncer_reserve_pool_size": spec.pgbouncer.reserve_pool_size,
+            "pgbouncer_processes": fit.processes,
+            "pgbouncer_default_pool_size": fit.process_pool_size,
+            "pgbouncer_reserve_pool_size": fit.process_reserve_pool_size,
+            "pgbouncer_databases": pgbouncer_databases(c),
             # what the roles size PgBouncer's and HAProxy's limits from, with the host's open-files limit
             "pgbouncer_pool_connections": fit.needed,
             "pgbouncer_client_limit": spec.pgbouncer.max_client_conn,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgfleet import oncalendar
-from pgfleet.schema import ClusterSpec, Spec
+from pgfleet import contract, oncalendar
+from pgfleet.schema import ClusterSpec, DatabaseSpec, Spec
 
 #: Connections kept free of PgBouncer pools: superuser_reserved_connections (3)
 #: plus Patroni, monitoring, pgBackRest and admins on the direct endpoints.
@@ -35,8 +35,21 @@ def default_pool_size(spec: Spec, cluster: ClusterSpec) -> int:
     return _clamp(cluster.server.cores * 4, 10, 100)
 
 
+def pgbouncer_processes(cluster: ClusterSpec) -> int:
+    """PgBouncer processes per node, all on one port (``so_reuseport``: the kernel spreads new connections).
+
+    PgBouncer is single-threaded: one process tops out at one core (bench/pooler.py measured one process
+    at about 8 000 select-only TPS on a 2-core cx23, with PostgreSQL on the same cores). One process per
+    two cores leaves the rest to PostgreSQL; at least two, so a process that restarts (or crashes) leaves
+    another accepting; at most :data:`~pgfleet.contract.PGBOUNCER_MAX_PROCESSES` (their exporters' ports
+    are reserved).
+    """
+    return _clamp(cluster.server.cores // 2, 2, contract.PGBOUNCER_MAX_PROCESSES)
+
+
 @dataclass(frozen=True)
 class PoolFit:
+    #: server connections per (database, user) on the node, all processes together
     pool_size: int
     max_connections: int
     reserved: int
@@ -46,12 +59,24 @@ class PoolFit:
         return self.max_connections - self.reserved
 
     needed: int = 0
+    processes: int = 1
+    #: what each process's ``default_pool_size`` / ``reserve_pool_size`` is: the node's, split
+    process_pool_size: int = 0
+    process_reserve_pool_size: int = 0
+
+
+def _split(total: int, parts: int) -> int:
+    return -(-total // parts)
 
 
 def pool_fit(spec: Spec, cluster: ClusterSpec) -> PoolFit:
+    """The node's pools, split over its PgBouncer processes (each process has pools of its own)."""
     pool = default_pool_size(spec, cluster)
-    needed = len(cluster.databases) * (pool + spec.pgbouncer.reserve_pool_size)
-    return PoolFit(pool_size=pool, max_connections=max_connections(cluster), reserved=RESERVED_CONNECTIONS, needed=needed)
+    n = pgbouncer_processes(cluster)
+    per, reserve = _split(pool, n), _split(spec.pgbouncer.reserve_pool_size, n)
+    needed = len(cluster.databases) * n * (per + reserve)
+    return PoolFit(pool_size=pool, max_connections=max_connections(cluster), reserved=RESERVED_CONNECTIONS, needed=needed,
+                   processes=n, process_pool_size=per, process_reserve_pool_size=reserve)
 
 
 def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
@@ -106,6 +131,16 @@ def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
     }
     params.update({k: _pg_value(v) for k, v in cluster.parameters.items()})
     return params
+
+
+def database_settings(db: DatabaseSpec) -> dict[str, str]:
+    """pgvector's settings a database's sessions get (``databases[].vector`` in the spec), by GUC name."""
+    out = {}
+    if db.vector.ef_search is not None:
+        out["hnsw.ef_search"] = str(db.vector.ef_search)
+    if db.vector.iterative_scan is not None:
+        out["hnsw.iterative_scan"] = db.vector.iterative_scan
+    return out
 
 
 def _pg_value(v: str | int | float | bool) -> str:

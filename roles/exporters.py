@@ -33,7 +33,15 @@ def _listen(d: dict, port: int) -> str:
     return f"--web.listen-address={d['pgfleet_ip']}:{port}"
 
 
-def environment(d: dict, name: str, monitor_password: str) -> tuple[dict[str, str], list[str]]:
+def instances(d: dict, name: str) -> list[tuple[str, int]]:
+    """(unit, PgBouncer process) of exporter ``name``: one instance per PgBouncer process (the exporter reads one
+    console), one Debian unit for the others (process 0)."""
+    if name == "pgbouncer":
+        return [(contract.pgbouncer_exporter_unit(p), p) for p in range(1, d["pgbouncer_processes"] + 1)]
+    return [(contract.EXPORTER_UNITS[name], 0)]
+
+
+def environment(d: dict, name: str, monitor_password: str, process: int = 0) -> tuple[dict[str, str], list[str]]:
     """Environment and arguments of exporter ``name`` (what its Debian unit reads from /etc/default)."""
     web = f"--web.config.file={contract.EXPORTERS_WEB_CONFIG}"
     if name == "node":
@@ -45,9 +53,12 @@ def environment(d: dict, name: str, monitor_password: str) -> tuple[dict[str, st
                        password=monitor_password, sslmode="disable")
         return {"DATA_SOURCE_NAME": dsn}, [_listen(d, contract.POSTGRES_EXPORTER_PORT), web]
     if name == "pgbouncer":
-        q = urllib.parse.urlencode({"host": contract.POSTGRES_SOCKET_DIR, "port": contract.PGBOUNCER_PORT, "sslmode": "disable"})
+        # the process's own console (its socket), and its pid file for pgbouncer_process_* (CPU, memory, files)
+        sock = contract.pgbouncer_socket_dir(process)
+        q = urllib.parse.urlencode({"host": sock, "port": contract.PGBOUNCER_PORT, "sslmode": "disable"})
         url = f"postgres://{contract.PG_MONITOR}:{urllib.parse.quote(monitor_password, safe='')}@/pgbouncer?{q}"
-        return {"PGBOUNCER_EXPORTER_CONNECTION_STRING": url}, [_listen(d, contract.PGBOUNCER_EXPORTER_PORT), web]
+        return {"PGBOUNCER_EXPORTER_CONNECTION_STRING": url}, [_listen(d, contract.pgbouncer_exporter_port(process)), web,
+                                                              f"--pgBouncer.pid-file={sock}/pgbouncer.pid"]
     if name == "pgbackrest":
         return {}, [_listen(d, contract.PGBACKREST_EXPORTER_PORT), web, f"--backrest.config={contract.PGBACKREST_CONFIG}",
                     f"--collect.interval={contract.PGBACKREST_EXPORTER_INTERVAL}"]
@@ -81,9 +92,17 @@ def web_config(d: dict) -> str:
                   allowed_sans=d["exporters_allowed_sans"])
 
 
-def default_file(d: dict, name: str, monitor_password: str) -> str:
-    env, args = environment(d, name, monitor_password)
-    return default_text(contract.EXPORTER_UNITS[name], env, args)
+def default_file(d: dict, name: str, monitor_password: str, process: int = 0) -> str:
+    env, args = environment(d, name, monitor_password, process)
+    unit = instances(d, name)[max(0, process - 1)][0]
+    return default_text(unit, env, args)
+
+
+def pgbouncer_exporter_unit() -> str:
+    """The template unit of the per-process PgBouncer exporters (Debian's unit reads one fixed /etc/default file)."""
+    return render("exporters/prometheus-pgbouncer-exporter@.service.j2", user=contract.EXPORTER_USERS["pgbouncer"],
+                  default_file=contract.default_file(contract.pgbouncer_exporter_unit("%i")),  # type: ignore[arg-type]
+                  pgbouncer=contract.pgbouncer_unit("%i"))  # type: ignore[arg-type]
 
 
 def override(d: dict) -> str:
@@ -107,17 +126,30 @@ def apply(tls_reissued: bool = False) -> None:
     web = put("Exporters' TLS (client certificate required)", contract.EXPORTERS_WEB_CONFIG, web_config(data()))
     files.directory(name="node_exporter textfile directory", path=contract.NODE_METRICS_DIR, mode="0755")
     for name in d.exporters:
-        unit = contract.EXPORTER_UNITS[name]
-        was_running = host.get_fact(ServiceActive, unit=unit)
-        # the default file holds the monitoring password: root only (systemd reads it before dropping privileges)
-        default = put(f"{name} exporter settings", contract.default_file(unit), default_file(data(), name, monitor_pw), mode="0600")
-        unit_conf = put(f"{name} exporter unit settings", f"/etc/systemd/system/{unit}.d/pgfleet.conf", override(data()))
-        systemd.daemon_reload(name="systemd: reload units", _if=unit_conf.did_change)
-        systemd.service(name=f"{name} exporter running", service=unit, running=True, enabled=True)
-        if was_running:
-            systemd.service(name=f"{name} exporter restart (settings changed)", service=unit, restarted=True,
-                            _if=lambda default=default, unit_conf=unit_conf: default.did_change() or unit_conf.did_change()
-                            or web.did_change() or tls_reissued)
+        if name == "pgbouncer":
+            # one exporter per PgBouncer process; Debian's single one is stopped and masked
+            package = contract.EXPORTER_UNITS[name]
+            systemd.service(name="Debian's single PgBouncer exporter stopped", service=package, running=False, enabled=False)
+            masked = files.link(name="Debian's single PgBouncer exporter masked", path=f"/etc/systemd/system/{package}", target="/dev/null")
+            template = put("PgBouncer exporter unit (one instance per process)",
+                           f"/etc/systemd/system/{contract.PGBOUNCER_EXPORTER_TEMPLATE_UNIT}", pgbouncer_exporter_unit())
+            systemd.daemon_reload(name="systemd: reload units (PgBouncer exporters)", _if=lambda: masked.did_change() or template.did_change())
+            for p in range(d.pgbouncer_processes, contract.PGBOUNCER_MAX_PROCESSES):
+                systemd.service(name=f"pgbouncer exporter {p + 1} stopped (not needed)", service=contract.pgbouncer_exporter_unit(p + 1),
+                                running=False, enabled=False)
+        for unit, process in instances(data(), name):
+            label = f"{name} exporter" + (f" {process}" if process else "")
+            was_running = host.get_fact(ServiceActive, unit=unit)
+            # the default file holds the monitoring password: root only (systemd reads it before dropping privileges)
+            default = put(f"{label} settings", contract.default_file(unit), default_file(data(), name, monitor_pw, process), mode="0600")
+            drop_in = unit if not process else contract.PGBOUNCER_EXPORTER_TEMPLATE_UNIT
+            unit_conf = put(f"{label} unit settings", f"/etc/systemd/system/{drop_in}.d/pgfleet.conf", override(data()))
+            systemd.daemon_reload(name="systemd: reload units", _if=unit_conf.did_change)
+            systemd.service(name=f"{label} running", service=unit, running=True, enabled=True)
+            if was_running:
+                systemd.service(name=f"{label} restart (settings changed)", service=unit, restarted=True,
+                                _if=lambda default=default, unit_conf=unit_conf: default.did_change() or unit_conf.did_change()
+                                or web.did_change() or tls_reissued)
 
     conf = put("node-metrics configuration", contract.NODE_METRICS_CONFIG, node_metrics_config(data()))
     units = node_metrics_units()

@@ -100,7 +100,10 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
         out["roles.exporters.web_config"] = exporters.web_config(d)
         out["roles.exporters.override"] = exporters.override(d)
         for exporter in d["exporters"]:
-            out[f"roles.exporters.default_file {exporter}"] = exporters.default_file(d, exporter, sec.password("monitor"))
+            for unit, process in exporters.instances(d, exporter):
+                out[f"roles.exporters.default_file {unit}"] = exporters.default_file(d, exporter, sec.password("monitor"), process)
+        if "pgbouncer" in d["exporters"]:
+            out["roles.exporters.pgbouncer_exporter_unit"] = exporters.pgbouncer_exporter_unit()
         out["roles.exporters.node_metrics_config"] = exporters.node_metrics_config(d)
         for unit, text in exporters.node_metrics_units().items():
             out[f"roles.exporters.node_metrics_units {unit}"] = text
@@ -137,8 +140,9 @@ def host_files(name: str, d: dict[str, Any], sec: Secrets, container: str | None
     # pgbouncer, haproxy
     lim = pgbouncer.limits(d, nofile)
     out["roles.pgbouncer.userlist"] = pgbouncer.userlist(sec.password("monitor"))
-    out["roles.pgbouncer.ini"] = pgbouncer.ini(d, lim["pgbouncer_max_client_conn"])
-    out["pgbouncer/override.conf.j2"] = render("pgbouncer/override.conf.j2", nofile=min(nofile, lim["pgbouncer_nofile"]), tls_group=d["tls_group"])
+    for p in pgbouncer.processes(d):
+        out[f"roles.pgbouncer.ini {p}"] = pgbouncer.ini(d, lim["pgbouncer_max_client_conn"], p)
+    out["roles.pgbouncer.unit"] = pgbouncer.unit(d, min(nofile, lim["pgbouncer_nofile"]))
     out["roles.haproxy.config"] = haproxy.config(d, nofile)
     out["haproxy/override.conf.j2"] = render("haproxy/override.conf.j2", nofile=nofile)
     return out

@@ -36,19 +36,19 @@ def test_bad_stack_is_refused_before_any_host_is_touched(command: list[str], tmp
 @pytest.mark.lab
 def test_failed_step_stops_the_deploy_and_names_host_step_and_output(deployed, lab_spec):  # type: ignore[no-untyped-def]
     host = "lab-main-3"
-    lab_mod.run(lab_spec, host, "systemctl stop pgbouncer && systemctl mask pgbouncer")
+    lab_mod.run(lab_spec, host, "systemctl stop pgbouncer@1 && systemctl mask pgbouncer@1")
     try:
         r = pgfleet("deploy", "lab", "--limit", host)
         assert r.returncode != 0
         err = r.stderr
-        assert "deploy of lab failed at step" in err and "PgBouncer running" in err, err[-3000:]
+        assert "deploy of lab failed at step" in err and "PgBouncer 1 running" in err, err[-3000:]
         assert host in err.split("failed at step", 1)[1]
         assert "masked" in err, "the failing command's own output is shown"
         # the deploy stopped there: HAProxy, which comes after PgBouncer, was not reached on that host
         after = err.split("--> Starting operation: ", )[-1]
         assert "HAProxy" not in after.splitlines()[0]
     finally:
-        lab_mod.run(lab_spec, host, "systemctl unmask pgbouncer && systemctl start pgbouncer")
+        lab_mod.run(lab_spec, host, "systemctl unmask pgbouncer@1 && systemctl start pgbouncer@1")
     assert pgfleet("deploy", "lab", "--limit", host).returncode == 0
 
 

@@ -207,8 +207,8 @@ def test_real_tools_accept_the_deployed_configs(deployed, lab, lab_spec):  # typ
                                       "/etc/patroni/patroni.yml > /run/patroni-check.yml && chown postgres /run/patroni-check.yml && "
                                       "runuser -u postgres -- patroni --validate-config /run/patroni-check.yml; rc=$?; "
                                       "rm -f /run/patroni-check.yml; exit $rc")
-        active = lab_mod.run(lab_spec, h.name, "systemctl is-active pgbouncer haproxy patroni etcd nftables").stdout.split()
-        assert active == ["active"] * 5, (h.name, active)
+        active = lab_mod.run(lab_spec, h.name, "systemctl is-active pgbouncer@1 pgbouncer@2 haproxy patroni etcd nftables").stdout.split()
+        assert active == ["active"] * 6, (h.name, active)
 
 
 def test_pgbouncer_serves_tls_and_its_stats_console(deployed, lab, lab_spec, lab_secrets):  # type: ignore[no-untyped-def]

@@ -41,13 +41,13 @@ def test_a_changed_snapshot_is_reported() -> None:
     expected = golden.dumps(snap)
     assert golden.diff(expected, snap) == []
     changed = copy.deepcopy(snap)
-    ini = changed["hosts"]["lab-main-1"]["files"]["roles.pgbouncer.ini"]
+    ini = changed["hosts"]["lab-main-1"]["files"]["roles.pgbouncer.ini 1"]
     ini[ini.index("pool_mode = transaction")] = "pool_mode = session"
     lines = golden.diff(expected, changed)
     assert [line for line in lines if line.startswith("-") and "pool_mode = transaction" in line]
     assert [line for line in lines if line.startswith("+") and "pool_mode = session" in line]
     text = golden.report("lab", expected, changed, lines)
-    assert "hosts » lab-main-1 » files » roles.pgbouncer.ini\n" in text
+    assert "hosts » lab-main-1 » files » roles.pgbouncer.ini 1\n" in text
     assert "pool_mode = session" in text and golden.REGENERATE in text
 
 

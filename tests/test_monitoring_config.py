@@ -57,6 +57,15 @@ def test_every_exporter_is_scraped_on_every_node_over_tls() -> None:
     assert prometheus.storage_flags(spec) == ["--storage.tsdb.retention.time=15d"]
 
 
+def test_every_pgbouncer_process_is_scraped_through_its_own_exporter() -> None:
+    spec = lab_spec()
+    targets = [prometheus.Target("n1", "198.18.0.11", "main", pgbouncer_processes=3)]
+    job = next(j for j in prometheus.config(spec, targets)["scrape_configs"] if j["job_name"] == "pgbouncer")
+    assert [(sc["targets"], sc["labels"]["process"]) for sc in job["static_configs"]] == [
+        ([f"198.18.0.11:{contract.pgbouncer_exporter_port(p)}"], str(p)) for p in (1, 2, 3)]
+    assert contract.pgbouncer_exporter_port(3) == contract.PGBOUNCER_EXPORTER_PORT + 2
+
+
 def test_amtool_checks_the_rendered_alertmanager_config(tmp_path: Path) -> None:
     spec = lab_spec(receivers={"webhooks": ["http://198.18.0.1:8099/alerts"], "email": EMAIL})
     (tmp_path / "alertmanager.yml").write_text(alertmanager.config_yaml(spec, smtp_password="s3cret"))
@@ -128,7 +137,7 @@ def test_the_monitoring_host_reaches_exporters_and_endpoints_but_no_database_or_
     def ports(roles: list[str]) -> set[str]:
         return {p for r in contract.port_rules(roles, True, sources=["monitor"]) for p in r.ports}
 
-    assert ports(["postgres"]) == {"9100", "9187", "9127", "9854", "7001", "5003"}
+    assert ports(["postgres"]) == {"9100", "9187", "9127-9130", "9854", "7001", "5003"}  # one PgBouncer exporter per process
     assert ports(["etcd"]) == {"9100", "2381"}
     # Patroni's metrics travel through HAProxy's TLS frontend (7001): its REST port stays for members and admins
     for src in ("clients", "monitor"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgfleet import sizing
+from pgfleet import contract, sizing
 from pgfleet import spec as spec_mod
 from pgfleet.inventory import ROLE_CLIENT, ROLE_ETCD, ROLE_POSTGRES, plan
 from pgfleet.server_types import SERVER_TYPES
@@ -100,3 +100,24 @@ def test_plan_with_dedicated_etcd() -> None:
     assert [h.name for h in etcd] == ["t-etcd-1", "t-etcd-2", "t-etcd-3"]
     assert not any(ROLE_ETCD in h.roles for h in hosts if h.cluster)
     assert len({h.private_ip for h in hosts}) == len(hosts)
+
+
+@pytest.mark.parametrize("server_type", sorted(SERVER_TYPES))
+def test_pgbouncer_processes_split_the_nodes_pools(server_type: str) -> None:
+    """Each process has its own pools: the node's pool and reserve are split, never multiplied."""
+    s = _spec(server_type)
+    c = s.clusters[0]
+    fit = sizing.pool_fit(s, c)
+    n = sizing.pgbouncer_processes(c)
+    assert 2 <= n <= contract.PGBOUNCER_MAX_PROCESSES and fit.processes == n
+    assert n == max(2, min(contract.PGBOUNCER_MAX_PROCESSES, SERVER_TYPES[server_type].cores // 2))
+    assert fit.process_pool_size * n >= fit.pool_size > (fit.process_pool_size - 1) * n
+    assert fit.needed == len(c.databases) * n * (fit.process_pool_size + fit.process_reserve_pool_size)
+
+
+def test_database_settings_come_from_the_spec() -> None:
+    s = _spec(cluster={"databases": [{"name": "app", "owner": "app", "vector": {"ef_search": 120, "iterative_scan": "relaxed_order"}},
+                                     {"name": "plain", "owner": "app"}]})
+    app, plain = s.clusters[0].databases
+    assert sizing.database_settings(app) == {"hnsw.ef_search": "120", "hnsw.iterative_scan": "relaxed_order"}
+    assert sizing.database_settings(plain) == {}

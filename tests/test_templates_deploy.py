@@ -137,13 +137,15 @@ def run_pgbouncer(tmp_path: Path) -> None:
     text = pgbouncer.ini(d, 1000)
     assert "client_tls_sslmode = require" in text and "pool_mode = transaction" in text
     assert "host=/var/run/postgresql" in text  # the local PostgreSQL over its socket
+    assert "so_reuseport = 1" in text and "peer_id = 1" in text and "\n[peers]\n1 = host=/run/pgbouncer/1 port=6432\n" in text
     text = (text.replace("listen_addr = *", "listen_addr = 127.0.0.1").replace("listen_port = 6432", "listen_port = 16432")
-            .replace("unix_socket_dir = /var/run/postgresql", f"unix_socket_dir = {tmp_path}")
+            .replace("/run/pgbouncer/1", str(tmp_path))
             .replace("/etc/pgbouncer/userlist.txt", str(tmp_path / "userlist.txt")))
     m = re.search(r"PgBouncer (\d+)\.(\d+)", version)
     if m and (int(m.group(1)), int(m.group(2))) < (1, 20):
-        # auth_dbname came with 1.20; the lab (Debian 13, 1.24) runs the file unchanged
-        text = "\n".join(line for line in text.splitlines() if not line.startswith("auth_dbname"))
+        # auth_dbname came with 1.20, peering with 1.19; the lab (Debian 13, 1.24) runs the file unchanged
+        text = text.split("\n[peers]\n")[0]
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(("auth_dbname", "peer_id")))
     (tmp_path / "pgbouncer.ini").write_text(text)
     (tmp_path / "userlist.txt").write_text(pgbouncer.userlist("secret"))
     shutil.chown(tmp_path, "postgres")

@@ -92,14 +92,14 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
     "pgfleet-pooling": ("pgfleet: PgBouncer and HAProxy", [
         Panel("PgBouncer clients", ((f"sum by (node) (pgbouncer_pools_client_active_connections{{{C}}})", "active {{node}}"),
                                     (f"sum by (node) (pgbouncer_pools_client_waiting_connections{{{C}}})", "waiting {{node}}"),
-                                    (f"max by (node) (pgbouncer_config_max_client_connections{{{C}}})", "max_client_conn {{node}}"))),
+                                    (f"sum by (node) (pgbouncer_config_max_client_connections{{{C}}})", "max_client_conn {{node}}"))),
         _p("Longest client wait", f"max by (node, database) (pgbouncer_pools_client_maxwait_seconds{{{C}}})", "{{node}} {{database}}", "s"),
         Panel("PgBouncer server connections", ((f"sum by (node) (pgbouncer_pools_server_active_connections{{{C}}})", "active {{node}}"),
                                                (f"sum by (node) (pgbouncer_pools_server_idle_connections{{{C}}})", "idle {{node}}"))),
         _p("Pooled transactions per second", f"sum by (node) (rate(pgbouncer_stats_sql_transactions_pooled_total{{{C}}}[{RATE}]))", "{{node}}", "ops"),
         _p("Average wait per transaction", f"sum by (node) (rate(pgbouncer_stats_client_wait_seconds_total{{{C}}}[{RATE}])) / "
            f"sum by (node) (rate(pgbouncer_stats_sql_transactions_pooled_total{{{C}}}[{RATE}]))", "{{node}}", "s"),
-        _p("PgBouncer up", f"max by (node) (pgbouncer_up{{{C}}})", "{{node}}", kind="stat"),
+        _p("PgBouncer up", f"min by (node) (pgbouncer_up{{{C}}})", "{{node}}", kind="stat"),
         _p("HAProxy servers per backend", f"max by (node, proxy) (haproxy_backend_active_servers{{{C}}})", "{{node}} {{proxy}}"),
         _p("HAProxy sessions per endpoint", f"sum by (proxy) (haproxy_frontend_current_sessions{{{C}}})", "{{proxy}}"),
         _p("HAProxy new connections", f"sum by (proxy) (rate(haproxy_frontend_connections_total{{{C}}}[{RATE}]))", "{{proxy}}", "ops"),

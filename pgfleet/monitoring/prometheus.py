@@ -28,6 +28,8 @@ class Target:
     cluster: str | None
     postgres: bool = True
     etcd: bool = False
+    #: PgBouncer processes on a database host: each has its own exporter (contract.pgbouncer_exporter_port)
+    pgbouncer_processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,15 @@ class Job:
     port: int
     on: str  # "all", "postgres", "etcd"
     path: str = "/metrics"
+    #: one target per PgBouncer process of the host (ports from ``port`` up), labelled ``process``
+    per_process: bool = False
 
 
 #: Job names are what the rules match (``up{job="patroni"}``).
 JOBS = (
     Job("node", contract.NODE_EXPORTER_PORT, "all"),
     Job("postgres", contract.POSTGRES_EXPORTER_PORT, "postgres"),
-    Job("pgbouncer", contract.PGBOUNCER_EXPORTER_PORT, "postgres"),
+    Job("pgbouncer", contract.PGBOUNCER_EXPORTER_PORT, "postgres", per_process=True),
     Job("pgbackrest", contract.PGBACKREST_EXPORTER_PORT, "postgres"),
     # Patroni's /metrics through HAProxy's TLS frontend (client certificate required): its REST port stays
     # open to members and admins only, for health checks that cannot present a certificate
@@ -68,16 +72,22 @@ def _runs(job: Job, t: Target) -> bool:
     return job.on == "all" or (job.on == "postgres" and t.postgres) or (job.on == "etcd" and t.etcd)
 
 
-def _static(t: Target, port: int) -> dict[str, Any]:
-    labels = {"node": t.name, **({"cluster": t.cluster} if t.cluster else {})}
+def _static(t: Target, port: int, process: int | None = None) -> dict[str, Any]:
+    labels = {"node": t.name, **({"cluster": t.cluster} if t.cluster else {}), **({"process": str(process)} if process else {})}
     return {"targets": [f"{t.address}:{port}"], "labels": labels}
+
+
+def _statics(j: Job, t: Target) -> list[dict[str, Any]]:
+    if j.per_process:
+        return [_static(t, j.port + p - 1, p) for p in range(1, t.pgbouncer_processes + 1)]
+    return [_static(t, j.port)]
 
 
 def config(spec: Spec, targets: list[Target], *, tls: TlsFiles = TlsFiles(), rule_files: tuple[str, ...] = (contract.PROMETHEUS_RULES,),
            alertmanager: str = f"127.0.0.1:{contract.ALERTMANAGER_PORT}") -> dict[str, Any]:
     tls_config = {"ca_file": tls.ca, "cert_file": tls.cert, "key_file": tls.key}
     scrape = [{"job_name": j.name, "scheme": "https", "metrics_path": j.path, "tls_config": tls_config,
-               "static_configs": [_static(t, j.port) for t in targets if _runs(j, t)]}
+               "static_configs": [sc for t in targets if _runs(j, t) for sc in _statics(j, t)]}
               for j in JOBS if any(_runs(j, t) for t in targets)]
     # Prometheus and Alertmanager serve HTTPS (their UIs are for admins); the probe plain HTTP on loopback only
     scrape += [{"job_name": j.name, **({"scheme": "https", "tls_config": {"ca_file": tls.ca}} if j.name != "pgfleet" else {}),

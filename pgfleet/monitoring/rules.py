@@ -129,8 +129,9 @@ def cluster_alerts(spec: Spec, cluster: ClusterSpec) -> list[Alert]:
               f"cluster {n} runs on Patroni failsafe", "Patroni lost etcd; the primary keeps running only while it sees every member.", True),
         Alert("PatroniPendingRestart", f"max by (cluster, node) ({_sel('patroni_pending_restart', c)}) == 1", 900, "warning",
               f"{on} ({n}) waits for a restart", "A changed parameter takes effect only after a restart.", False),
-        Alert("PgBouncerDown", f"max by (cluster, node) ({_sel('pgbouncer_up', c)}) == 0", 15, "critical", f"PgBouncer on {on} ({n}) is down",
-              "The pooled endpoints through this node fail.", True),
+        # min over the node's processes: one process down fails the connections the kernel hands it
+        Alert("PgBouncerDown", f"min by (cluster, node) ({_sel('pgbouncer_up', c)}) == 0", 15, "critical", f"PgBouncer on {on} ({n}) is down",
+              "A PgBouncer process of this node is down: the pooled connections the kernel hands it fail.", True),
         Alert("PgBouncerClientsWaiting", f"sum by (cluster, node, database) ({_sel('pgbouncer_pools_client_waiting_connections', c)}) > 0", 120,
               "warning", f"clients wait for a server connection on {on} ({n})", "The pool for {{ $labels.database }} is too small for the load, or queries are slow.", False),
         Alert("PgBouncerMaxWait", f"max by (cluster, node, database) ({_sel('pgbouncer_pools_client_maxwait_seconds', c)}) > {POOL_MAX_WAIT_SECONDS}", 30,
