@@ -318,6 +318,8 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "patroni_first_member": members[0].name,
             "patroni_etcd_hosts": [f"{h.private_ip}:{contract.ETCD_CLIENT_PORT}" for h in etcd],
             "patroni_dynamic": dynamic_config(spec, c),
+            # the tuned profiles prewarm a promoted member's vector indexes (roles/patroni.py) in every database (roles/databases.py)
+            "patroni_prewarm": sizing.prewarms(c),
             "patroni_pg_hba": pg_hba(spec, inv),
             "patroni_pg_ident": [f"pooler  {contract.POSTGRES_OS_USER}  {contract.PG_POOLER_AUTH}"],
             "databases": [d_.model_dump() for d_ in c.databases],

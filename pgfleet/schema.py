@@ -58,7 +58,9 @@ class ClusterSpec(_Model):
     server_type: str = "ccx13"
     #: The PostgreSQL major (package names, paths); semantic validation names the ones Debian 13 ships.
     postgres_major: int = contract.POSTGRES_MAJOR
-    profile: Literal["oltp", "vector"] = "vector"
+    #: PostgreSQL tuning (:func:`pgfleet.sizing.postgres_parameters`): ``vector`` (pgvector: large shared_buffers and
+    #: HNSW build memory), ``oltp``, or ``stock`` (PostgreSQL's defaults plus what HA needs: the benchmark's baseline).
+    profile: Literal["oltp", "vector", "stock"] = "vector"
     synchronous: bool = False
     #: Extra postgresql.conf parameters; they win over the derived ones.
     parameters: dict[str, str | int | float | bool] = {}

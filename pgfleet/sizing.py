@@ -79,24 +79,169 @@ def pool_fit(spec: Spec, cluster: ClusterSpec) -> PoolFit:
                    processes=n, process_pool_size=per, process_reserve_pool_size=reserve)
 
 
-def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
-    """postgresql.conf parameters for one cluster; the spec's ``parameters`` win."""
+#: ``vm.overcommit_ratio`` (:func:`kernel_sysctls`): with ``vm.overcommit_memory=2`` the kernel refuses any
+#: allocation past this share of RAM (Hetzner's servers have no swap), so a query gets "out of memory" instead of
+#: the OOM killer ending the postmaster. :func:`memory_budget` keeps PostgreSQL's planned peak under it.
+OVERCOMMIT_RATIO = 90
+#: Planning figures (MiB; a lab check of ``Committed_AS`` under the benchmark confirms them): what the other
+#: services of a database node commit (etcd, Patroni, PgBouncer, HAProxy, exporters), and a backend's own
+#: memory beside work_mem (catalog caches, plans, libpq buffers).
+SERVICES_MIB = 768
+BACKEND_MIB = 4
+#: PostgreSQL's own default (the ``stock`` profile leaves it), also ``autovacuum_max_workers``'s.
+AUTOVACUUM_MAX_WORKERS = 3
+#: What PostgreSQL 17 uses when postgresql.conf does not say (``stock``): its built-in defaults, which Debian's
+#: generated postgresql.conf and Patroni's initdb keep (initdb only probes shared_buffers up to 128MB).
+POSTGRES_DEFAULTS = {"shared_buffers": "128MB", "effective_cache_size": "4GB", "maintenance_work_mem": "64MB", "work_mem": "4MB"}
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """PostgreSQL's planned peak commit on a database node (MiB), against the kernel's commit limit.
+
+    The peak: shared_buffers, one index build holding ``maintenance_work_mem`` (a serial HNSW build in its
+    backend, a parallel one as one shared-memory area for all participants: pgvector src/hnswbuild.c,
+    ``esthnswarea``), every autovacuum worker at ``autovacuum_work_mem``, every allowed connection at one
+    ``work_mem`` plus :data:`BACKEND_MIB`, and :data:`SERVICES_MIB`. A query that sorts or hashes several
+    times at once takes more; overcommit then fails that query, never the server.
+    """
+
+    commit_limit: int
+    shared_buffers: int
+    index_build: int
+    autovacuum: int
+    connections: int
+    services: int = SERVICES_MIB
+
+    @property
+    def peak(self) -> int:
+        return self.shared_buffers + self.index_build + self.autovacuum + self.connections + self.services
+
+
+@dataclass(frozen=True)
+class _Memory:
+    shared_buffers: int
+    maintenance: int
+    autovacuum_work_mem: int
+    work_mem: int
+    budget: MemoryBudget
+
+
+def _memory(cluster: ClusterSpec) -> _Memory:
+    """Memory settings (MiB) of the tuned profiles.
+
+    oltp: shared_buffers 25 % of RAM, PostgreSQL's documented starting point ("a reasonable starting value for
+    shared_buffers is 25% of the memory", runtime-config-resource), which pgvector's README repeats (Tuning).
+
+    vector: HNSW searches read index pages in random order, one buffer access per visited neighbour, so an
+    index held in shared_buffers costs a buffer hit where one in the page cache costs a read() copy; the
+    profile gives shared_buffers up to 40 % of RAM, the most PostgreSQL's documentation expects to help
+    ("unlikely that an allocation of more than 40% of RAM to shared_buffers will work better"), never less
+    than 25 %, and only what :class:`MemoryBudget` leaves after the rest: the 40 % is reached from 64 GiB
+    (ccx43) up, about 30–39 % on 8–32 GiB types, 25 % on 4 GiB ones. ``maintenance_work_mem`` is 25 % of RAM
+    (at most 16 GiB) so the HNSW graph fits during builds (pgvector README, Index Build Time: "Indexes build
+    significantly faster when the graph fits into maintenance_work_mem"; otherwise "NOTICE: hnsw graph no
+    longer fits into maintenance_work_mem"; "Do not set maintenance_work_mem so high that it exhausts the
+    memory on the server": on 4 GiB types the budget lowers it). ``autovacuum_work_mem`` is set on its own,
+    small: it would otherwise be that 25 % for each of 3 workers, and pgvector's HNSW vacuum does not use it
+    (src/hnswvacuum.c); heap vacuum's dead-tuple store (PostgreSQL 17) grows only as dead tuples are found.
+    """
     st = cluster.server
     ram = st.memory_mib
+    conns = max_connections(cluster)
+    vector = cluster.profile == "vector"
+    commit = ram * OVERCOMMIT_RATIO // 100
+    maintenance = _clamp(ram // 4 if vector else ram // 16, 64, 16384 if vector else 2048)
+    # work_mem leaves two thirds of what shared_buffers (at 25 %) and one build leave to the page cache
+    work_mem = _clamp((ram - ram // 4 - maintenance) / (conns * 3), 4, 256)
+    autovacuum = _clamp(ram // 64, 64, 1024) if vector else maintenance
+    fixed = AUTOVACUUM_MAX_WORKERS * autovacuum + conns * (work_mem + BACKEND_MIB) + SERVICES_MIB
+    shared_buffers = ram // 4
+    if vector:
+        shared_buffers = _clamp(commit - fixed - maintenance, ram // 4, ram * 2 // 5)
+        maintenance = _clamp(commit - fixed - shared_buffers, 64, maintenance)
+    budget = MemoryBudget(commit_limit=commit, shared_buffers=shared_buffers, index_build=maintenance,
+                          autovacuum=AUTOVACUUM_MAX_WORKERS * autovacuum, connections=conns * (work_mem + BACKEND_MIB))
+    return _Memory(shared_buffers, maintenance, autovacuum, work_mem, budget)
+
+
+def memory_budget(cluster: ClusterSpec) -> MemoryBudget:
+    """The tuned profiles' :class:`MemoryBudget` (before the spec's ``parameters``, which may exceed it)."""
+    return _memory(cluster).budget
+
+
+def replication_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
+    """What replication, failover and pgfleet itself need, in every profile (``stock`` too).
+
+    max_connections is sized (PgBouncer's pools are sized under it: :func:`pool_fit`); pg_stat_statements is
+    what pgfleet's monitoring reads; TLS and SCRAM are the security contract.
+    """
+    return {
+        "max_connections": str(max_connections(cluster)),
+        "wal_level": "replica",
+        "wal_log_hints": "on",  # pg_rewind after a failover
+        "max_wal_senders": str(cluster.nodes + 5),
+        "max_replication_slots": str(cluster.nodes + 5),
+        "hot_standby_feedback": "on",
+        # a vanished synchronous standby stalls commits only this long (PostgreSQL's default: 60 s)
+        "wal_sender_timeout": f"{wal_sender_timeout_ms(haproxy_timing(patroni_timing(spec)))}ms",
+        "shared_preload_libraries": "pg_stat_statements",
+        "password_encryption": "scram-sha-256",
+        "ssl_min_protocol_version": "TLSv1.2",
+    }
+
+
+#: pg_prewarm's autoprewarm: a restarted PostgreSQL reloads the blocks it had in shared_buffers (the list is
+#: dumped every ``autoprewarm_interval``, 300 s by default; PostgreSQL docs, pgprewarm.html).
+PREWARM_LIBRARY = "pg_prewarm"
+
+
+def prewarms(cluster: ClusterSpec) -> bool:
+    """Whether the cluster keeps its cache warm across restarts (autoprewarm) and failovers (the
+    ``prewarm`` node program as Patroni's on_role_change callback): the tuned profiles, not ``stock``."""
+    return cluster.profile != "stock"
+
+
+def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
+    """postgresql.conf parameters for one cluster; the spec's ``parameters`` win.
+
+    Profiles (``clusters[].profile``):
+
+    - ``vector`` (default): pgvector workloads, memory from :func:`_memory`; parallel HNSW builds (pgvector
+      ≥ 0.6) with half the cores as ``max_parallel_maintenance_workers`` (at most 8): the leader builds too
+      ("plus leader", pgvector README), so a build takes half the cores plus one and queries keep the rest;
+      its workers come out of ``max_parallel_workers`` (all cores), itself out of ``max_worker_processes``
+      (cores + 4: autoprewarm and the logical replication launcher keep theirs).
+    - ``oltp``: the same with PostgreSQL's 25 % shared_buffers and smaller maintenance memory and parallelism.
+    - ``stock``: PostgreSQL's defaults (what Debian's postgresql.conf leaves) plus only
+      :func:`replication_parameters`: no memory, I/O, WAL or planner tuning, no prewarming. It exists so the
+      benchmark compares tuned against stock on the same topology (same nodes, pooler, HAProxy, TLS); it is
+      allowed anywhere but is a baseline, not a setting to run production on.
+
+    Both tuned profiles assume NVMe (Hetzner's CCX/CX/CPX/CAX local disks): ``random_page_cost`` 1.1
+    ("solid-state drives, might also be better modeled with a lower value for random_page_cost, e.g., 1.1"),
+    ``effective_io_concurrency`` and ``maintenance_io_concurrency`` 200 ("SSDs and other memory-based storage
+    can often process many concurrent requests, so the best value might be in the hundreds";
+    runtime-config-query / runtime-config-resource).
+    """
+    params = replication_parameters(spec, cluster)
+    if cluster.profile != "stock":
+        params.update(_tuned_parameters(cluster))
+    params.update({k: _pg_value(v) for k, v in cluster.parameters.items()})
+    return params
+
+
+def _tuned_parameters(cluster: ClusterSpec) -> dict[str, str]:
+    st = cluster.server
     cores = st.cores
     vector = cluster.profile == "vector"
-    conns = max_connections(cluster)
-    shared_buffers = ram // 4
-    # HNSW builds are fastest when the graph fits in maintenance_work_mem.
-    maintenance = _clamp(ram // 4 if vector else ram // 16, 64, 16384 if vector else 2048)
-    work_mem = _clamp((ram - shared_buffers - maintenance) / (conns * 3), 4, 256)
+    mem = _memory(cluster)
     max_wal = _clamp(st.disk_gb * 1024 * 0.05, 1024, 16384)
-    params: dict[str, str] = {
-        "max_connections": str(conns),
-        "shared_buffers": f"{shared_buffers}MB",
-        "effective_cache_size": f"{ram * 3 // 4}MB",
-        "work_mem": f"{work_mem}MB",
-        "maintenance_work_mem": f"{maintenance}MB",
+    params = {
+        "shared_buffers": f"{mem.shared_buffers}MB",
+        "effective_cache_size": f"{st.memory_mib * 3 // 4}MB",
+        "work_mem": f"{mem.work_mem}MB",
+        "maintenance_work_mem": f"{mem.maintenance}MB",
         "huge_pages": "try",
         "max_worker_processes": str(max(8, cores + 4)),
         "max_parallel_workers": str(cores),
@@ -106,30 +251,25 @@ def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
         "random_page_cost": "1.1",
         "effective_io_concurrency": "200",
         "maintenance_io_concurrency": "200",
-        "wal_level": "replica",
         "wal_compression": "zstd",
         "wal_buffers": "16MB",
         "min_wal_size": f"{max_wal // 4}MB",
         "max_wal_size": f"{max_wal}MB",
         "checkpoint_completion_target": "0.9",
-        "wal_log_hints": "on",
-        "max_wal_senders": str(cluster.nodes + 5),
-        "max_replication_slots": str(cluster.nodes + 5),
-        "hot_standby_feedback": "on",
-        # a vanished synchronous standby stalls commits only this long (PostgreSQL's default: 60 s)
-        "wal_sender_timeout": f"{wal_sender_timeout_ms(haproxy_timing(patroni_timing(spec)))}ms",
-        "shared_preload_libraries": "pg_stat_statements",
+        # pg_stat_statements for monitoring; pg_prewarm's autoprewarm worker (:data:`PREWARM_LIBRARY`)
+        "shared_preload_libraries": f"pg_stat_statements,{PREWARM_LIBRARY}",
+        "pg_prewarm.autoprewarm": "on",
+        "pg_prewarm.autoprewarm_interval": "300s",
         "pg_stat_statements.track": "all",
         "track_io_timing": "on",
         "jit": "off",
         "idle_in_transaction_session_timeout": "10min",
-        "password_encryption": "scram-sha-256",
-        "ssl_min_protocol_version": "TLSv1.2",
         "log_min_duration_statement": "1s",
         "log_lock_waits": "on",
         "log_temp_files": "0",
     }
-    params.update({k: _pg_value(v) for k, v in cluster.parameters.items()})
+    if vector:
+        params["autovacuum_work_mem"] = f"{mem.autovacuum_work_mem}MB"
     return params
 
 
@@ -343,7 +483,7 @@ def kernel_sysctls(cluster: ClusterSpec) -> dict[str, str]:
         "vm.dirty_background_bytes": str(64 * 1024 * 1024),
         "vm.dirty_bytes": str(min(512, max(64, ram_mib // 16)) * 1024 * 1024),
         "vm.overcommit_memory": "2",
-        "vm.overcommit_ratio": "90",
+        "vm.overcommit_ratio": str(OVERCOMMIT_RATIO),
         "kernel.sched_autogroup_enabled": "0",
     }
 
@@ -400,8 +540,17 @@ def backup_ages(spec: Spec) -> BackupAges:
 
 
 def shared_buffers_bytes(spec: Spec, cluster: ClusterSpec) -> int:
-    """shared_buffers as PostgreSQL gets it (the spec's parameters win), in bytes."""
-    return _pg_bytes(postgres_parameters(spec, cluster)["shared_buffers"])
+    """shared_buffers as PostgreSQL gets it (the spec's parameters win, ``stock`` has PostgreSQL's default), in bytes."""
+    return _setting_bytes(spec, cluster, "shared_buffers")
+
+
+def effective_cache_size_bytes(spec: Spec, cluster: ClusterSpec) -> int:
+    """effective_cache_size as PostgreSQL gets it, in bytes."""
+    return _setting_bytes(spec, cluster, "effective_cache_size")
+
+
+def _setting_bytes(spec: Spec, cluster: ClusterSpec, name: str) -> int:
+    return _pg_bytes(postgres_parameters(spec, cluster).get(name, POSTGRES_DEFAULTS[name]))
 
 
 def _pg_bytes(value: str) -> int:

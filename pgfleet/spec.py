@@ -278,6 +278,9 @@ def _semantic_problems(spec: Spec) -> list[Problem]:
                 p.append(Problem(f"{f}.databases[{j}].name", d.name, "database names must be unique", "rename or remove the duplicate"))
             if d.name in ("postgres", "template0", "template1"):
                 p.append(Problem(f"{f}.databases[{j}].name", d.name, "is a PostgreSQL system database", "pick another name"))
+            if d.vector.model_dump(exclude_none=True) and "vector" not in d.extensions:
+                p.append(Problem(f"{f}.databases[{j}].vector", d.vector.model_dump(exclude_none=True),
+                                 "pgvector settings for a database without the vector extension", "add vector to its extensions, or remove these"))
             for k, ext in enumerate(d.extensions):
                 if ext not in DEBIAN13_EXTENSIONS:
                     p.append(Problem(f"{f}.databases[{j}].extensions[{k}]", ext, f"not shipped by Debian 13's PostgreSQL {c.postgres_major} packages", f"use one of {', '.join(sorted(DEBIAN13_EXTENSIONS))}"))

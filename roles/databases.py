@@ -1,8 +1,14 @@
-"""Roles, databases and extensions from the spec, created on the leader.
+"""Roles, databases, extensions and per-database pgvector settings from the spec, created on the leader.
 
 One SQL file (passwords as SCRAM verifiers) is applied by the current leader
 through the local socket; replicas get it by replication. It is applied again
-only when its content changes (a new database, extension or password).
+only when its content changes (a new database, extension, setting or password).
+
+The spec's ``databases[].vector`` become ``ALTER DATABASE … SET hnsw.…`` (new
+sessions get them: PgBouncer's server connections once they are replaced);
+an unset one is RESET, so removing it from the spec takes effect. pgvector's
+GUCs are placeholders until its library loads in a session; the superuser may
+set them anyway.
 """
 
 from __future__ import annotations
@@ -30,8 +36,25 @@ def roles_for(databases: list[dict], passwords: dict[str, str]) -> list[dict]:
     return out
 
 
+#: ``databases[].vector`` field -> pgvector's GUC.
+VECTOR_SETTINGS = {"ef_search": "hnsw.ef_search", "iterative_scan": "hnsw.iterative_scan"}
+#: The extension the ``prewarm`` node program calls (pgfleet/node/prewarm.py); replicas get it by replication.
+PREWARM_EXTENSION = "pg_prewarm"
+
+
+def database_plan(db: dict, prewarm: bool) -> dict:
+    """What the template does for one spec database: its extensions (pg_prewarm added when the cluster
+    prewarms) and the pgvector settings to SET (name, SQL literal) or RESET."""
+    extensions = list(db["extensions"]) + ([PREWARM_EXTENSION] if prewarm and PREWARM_EXTENSION not in db["extensions"] else [])
+    vector = db.get("vector") or {}
+    return {"name": db["name"], "owner": db["owner"], "extensions": extensions,
+            "set": [{"name": guc, "value": f"'{vector[key]}'"} for key, guc in VECTOR_SETTINGS.items() if vector.get(key) is not None],
+            "reset": [guc for key, guc in VECTOR_SETTINGS.items() if vector.get(key) is None]}
+
+
 def setup_sql(d: dict, passwords: dict[str, str]) -> str:
-    return render("databases/setup.sql.j2", patroni_scope=d["patroni_scope"], databases=d["databases"],
+    databases = [database_plan(db, bool(d["patroni_prewarm"])) for db in d["databases"]]
+    return render("databases/setup.sql.j2", patroni_scope=d["patroni_scope"], databases=databases,
                   roles=roles_for(d["databases"], passwords), superuser=contract.PG_SUPERUSER,
                   pooler_auth=contract.PG_POOLER_AUTH, monitor=contract.PG_MONITOR)
 

@@ -27,11 +27,17 @@ DEFAULTS = {
 }
 
 
+def callbacks(d: dict) -> dict[str, str]:
+    """Patroni's ``postgresql.callbacks`` (it appends ACTION ROLE SCOPE and runs them off its HA loop): the tuned
+    profiles prewarm a promoted member's vector indexes (pgfleet/node/prewarm.py). pgfleet sets no other callback."""
+    return {"on_role_change": program("prewarm")} if d["patroni_prewarm"] else {}
+
+
 def config(d: dict, s: Secrets, container: bool) -> str:
     """patroni.yml for a host (``d``: its host data with these defaults)."""
     return render(
         "patroni/patroni.yml.j2", **d,
-        patroni_watchdog="off" if container else "automatic",
+        patroni_watchdog="off" if container else "automatic", patroni_callbacks=callbacks(d),
         rest_user=contract.PATRONI_REST_USER, rest_password=s.password("patroni_rest"),
         etcd_user=contract.ETCD_PATRONI_USER, etcd_password=s.password("etcd_patroni"),
         superuser=contract.PG_SUPERUSER, superuser_password=s.password("superuser"),

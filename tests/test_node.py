@@ -196,3 +196,83 @@ def test_first_backup_only_when_the_repository_has_none() -> None:
 
     assert not first_backup.has_backup([{"name": "main", "backup": []}])
     assert first_backup.has_backup([{"name": "main", "backup": [{"label": "20261201-010000F"}]}])
+
+
+# ---- prewarm: Patroni's on_role_change callback
+
+
+def test_prewarm_runs_on_promotion_only() -> None:
+    from pgfleet.node import prewarm
+
+    assert prewarm.should_prewarm(["on_role_change", "primary", "main"])
+    assert prewarm.should_prewarm(["on_role_change", "master", "main"])  # Patroni 3's word
+    assert prewarm.should_prewarm(["now"])
+    assert not prewarm.should_prewarm(["on_role_change", "replica", "main"])
+    assert not prewarm.should_prewarm(["on_start", "primary", "main"])  # restarts are autoprewarm's
+    assert not prewarm.should_prewarm([])
+
+
+def test_prewarm_fills_shared_buffers_smallest_first_and_reads_the_rest_into_the_page_cache() -> None:
+    from pgfleet.node.prewarm import Index, plan, prewarm_statements
+
+    mib = 2**20
+    ixs = [Index("app", 20, "public.big", 700 * mib, True), Index("app", 10, "public.small", 100 * mib, True),
+           Index("other", 30, "public.mid", 300 * mib, True), Index("noext", 40, "public.x", mib, False)]
+    steps = plan(ixs, shared_buffers=1024 * mib)  # 768 MiB for indexes
+    assert [(ix.name, mode) for ix, mode in steps] == [("public.small", "buffer"), ("public.mid", "buffer"), ("public.big", "read")]
+    assert prewarm_statements([s for s in steps if s[0].database == "app"]) == [
+        "SELECT pg_prewarm(10::regclass, 'buffer')", "SELECT pg_prewarm(20::regclass, 'read')"]
+
+
+def test_prewarm_runs_psql_as_postgres_and_finds_vector_indexes() -> None:
+    from pgfleet.node import prewarm
+
+    argv = prewarm.psql_argv("postgres", "postgres", "it's", ["SELECT 1", "SELECT 2"])
+    assert argv[:1] == ["psql"] and argv[argv.index("-d") + 1] == "dbname='it\\'s'"
+    assert argv[-4:] == ["-c", "SELECT 1", "-c", "SELECT 2"] and "ON_ERROR_STOP=1" in argv
+    assert prewarm.psql_argv("postgres", "root", "app", ["SELECT 1"])[:5] == ["runuser", "-u", "postgres", "--", "psql"]
+    assert "a.amname IN ('hnsw', 'ivfflat') AND i.indisvalid" in prewarm.INDEXES_SQL
+    out = f"16390{prewarm.SEP}public.\"Items_idx\"{prewarm.SEP}8192{prewarm.SEP}t\n"
+    assert prewarm.parse_indexes("app", out) == [prewarm.Index("app", 16390, 'public."Items_idx"', 8192, True)]
+
+
+def test_patroni_calls_prewarm_on_role_change_in_the_tuned_profiles() -> None:
+    import yaml
+
+    from roles.node import program
+
+    s, _, hd = host_datas("lab")
+    conf = yaml.safe_load(patroni_role.config(hd["lab-main-1"], fixed_secrets(s), container=True))
+    assert conf["postgresql"]["callbacks"] == {"on_role_change": program("prewarm")}
+    stock = {**hd["lab-main-1"], "patroni_prewarm": False}
+    assert "callbacks" not in yaml.safe_load(patroni_role.config(stock, fixed_secrets(s), container=True))["postgresql"]
+
+
+def test_prewarm_main_prewarms_each_database_and_reports_blocks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pgfleet.node import prewarm
+    from pgfleet.node.config import NodeConfig
+
+    sep = prewarm.SEP
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    class FakePsql:
+        def __init__(self, user: str) -> None:
+            assert user == "postgres"
+
+        def __call__(self, database: str, *statements: str) -> str:
+            calls.append((database, statements))
+            if statements == (prewarm.SHARED_BUFFERS_SQL,):
+                return "1073741824\n"
+            if statements == (prewarm.DATABASES_SQL,):
+                return "app\npostgres\n"
+            if statements == (prewarm.INDEXES_SQL,):
+                return f"16400{sep}public.items_embedding_idx{sep}8192000{sep}t\n" if database == "app" else ""
+            return "1000\n"
+
+    monkeypatch.setattr(prewarm, "Psql", FakePsql)
+    cfg = NodeConfig("u", "u", "ca", "crt", "key", "/etc/patroni/patroni.yml", "patroni.service", "postgres")
+    assert prewarm.main(["on_role_change", "replica", "main"], cfg) == 0 and not calls
+    assert prewarm.main(["on_role_change", "primary", "main"], cfg) == 0
+    assert calls[-1] == ("app", ("SELECT pg_prewarm(16400::regclass, 'buffer')",))
+    assert "prewarm: app public.items_embedding_idx: 1000 blocks (buffer)" in capsys.readouterr().out
+    assert prewarm.main(["bogus"], cfg) == 2

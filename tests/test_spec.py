@@ -93,6 +93,8 @@ BAD_INPUTS = [
     ("backups without bucket", lambda c: _set(c, "backups", {"enabled": True, "endpoint": "e"}), "pgfleet:backups.bucket", "bucket"),
     ("extension Debian does not ship", lambda c: _cluster(c, databases=[{"name": "app", "owner": "app", "extensions": ["timescaledb"]}]),
      "pgfleet:clusters[0].databases[0].extensions[0]", "pg_trgm"),
+    ("pgvector settings without pgvector", lambda c: _cluster(c, databases=[{"name": "app", "owner": "app", "extensions": [], "vector": {"ef_search": 80}}]),
+     "pgfleet:clusters[0].databases[0].vector", "vector extension"),
     ("unknown key", lambda c: _set(c, "replicas", 3), "pgfleet:replicas", "spelling"),
     ("wrong type", lambda c: _cluster(c, nodes="three"), "pgfleet:clusters[0].nodes", "correct"),
     ("bad provider", lambda c: _set(c, "provider", "aws"), "pgfleet:provider", "hcloud"),

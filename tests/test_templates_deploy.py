@@ -70,6 +70,23 @@ def test_every_template_renders_for_every_host(stack: str) -> None:
             assert "SECURITY DEFINER" in sql and "CREATE EXTENSION IF NOT EXISTS \"vector\"" in sql
 
 
+def test_setup_sql_sets_and_resets_pgvector_settings_per_database() -> None:
+    s, inv, ds = db_hosts("lab")
+    d = next(iter(ds.values()))
+    dbs = [{"name": "app", "owner": "app", "extensions": ["vector"], "vector": {"ef_search": 100, "iterative_scan": "relaxed_order"}},
+           {"name": "plain", "owner": "app", "extensions": ["vector", "pg_prewarm"], "vector": {"ef_search": None, "iterative_scan": None}}]
+    sql = databases.setup_sql({**d, "databases": dbs, "patroni_prewarm": True}, fake_secrets(s).passwords)
+    assert "ALTER DATABASE \"app\" SET hnsw.ef_search = '100';" in sql
+    assert "ALTER DATABASE \"app\" SET hnsw.iterative_scan = 'relaxed_order';" in sql
+    assert 'ALTER DATABASE "app" RESET' not in sql
+    # removed from the spec: back to pgvector's defaults
+    assert "ALTER DATABASE \"plain\" RESET hnsw.ef_search;" in sql and "ALTER DATABASE \"plain\" RESET hnsw.iterative_scan;" in sql
+    # pg_prewarm in every database once (the prewarm callback calls it there)
+    assert sql.count('CREATE EXTENSION IF NOT EXISTS "pg_prewarm";') == 2
+    stock = databases.setup_sql({**d, "databases": dbs[:1], "patroni_prewarm": False}, fake_secrets(s).passwords)
+    assert "pg_prewarm" not in stock
+
+
 def test_patroni_config_in_a_container_turns_the_watchdog_off() -> None:
     s, inv, ds = db_hosts("lab")
     conf = yaml.safe_load(patroni.config(next(iter(ds.values())), fake_secrets(s), container=True))

@@ -196,9 +196,8 @@ def _vector_alerts(spec: Spec, cluster: ClusterSpec) -> list[Alert]:
     recall = " or ".join(
         f"min by (cluster, database, table, column) ({_sel('pgfleet_vector_recall', c, _eq('database', w.database), _eq('table', w.table), _eq('column', w.column))}) < {w.target_recall}"
         for w in watched)
-    params = sizing.postgres_parameters(spec, cluster)
     shared = sizing.shared_buffers_bytes(spec, cluster)
-    cache = sizing._pg_bytes(params["effective_cache_size"])
+    cache = sizing.effective_cache_size_bytes(spec, cluster)
     size = f"sum by (cluster) ({_sel('pgfleet_vector_index_size_bytes', c)})"
     where = "{{ $labels.database }}.{{ $labels.table }}.{{ $labels.column }}"
     return [

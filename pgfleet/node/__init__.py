@@ -24,6 +24,7 @@ PROGRAMS = {
     "node-metrics": "node_metrics",
     "on-leader": "on_leader",
     "patroni-config": "patroni_config",
+    "prewarm": "prewarm",
     "wait-member": "wait_member",
 }
 
