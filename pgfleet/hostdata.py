@@ -322,7 +322,8 @@ def host_data(spec: Spec, inv: Inventory, host: InventoryHost) -> dict[str, Any]
             "patroni_prewarm": sizing.prewarms(c),
             "patroni_pg_hba": pg_hba(spec, inv),
             "patroni_pg_ident": [f"pooler  {contract.POSTGRES_OS_USER}  {contract.PG_POOLER_AUTH}"],
-            "databases": [d_.model_dump() for d_ in c.databases],
+            # each with the pgvector settings its sessions get (sizing.database_settings), by GUC
+            "databases": [{**d_.model_dump(), "settings": sizing.database_settings(d_)} for d_ in c.databases],
             "pgbouncer_pool_mode": spec.pgbouncer.pool_mode,
             "pgbouncer_processes": fit.processes,
             "pgbouncer_default_pool_size": fit.process_pool_size,

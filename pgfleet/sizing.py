@@ -273,14 +273,15 @@ def _tuned_parameters(cluster: ClusterSpec) -> dict[str, str]:
     return params
 
 
+#: ``databases[].vector`` field -> pgvector's GUC.
+VECTOR_SETTINGS = {"ef_search": "hnsw.ef_search", "iterative_scan": "hnsw.iterative_scan"}
+
+
 def database_settings(db: DatabaseSpec) -> dict[str, str]:
-    """pgvector's settings a database's sessions get (``databases[].vector`` in the spec), by GUC name."""
-    out = {}
-    if db.vector.ef_search is not None:
-        out["hnsw.ef_search"] = str(db.vector.ef_search)
-    if db.vector.iterative_scan is not None:
-        out["hnsw.iterative_scan"] = db.vector.iterative_scan
-    return out
+    """pgvector's settings a database's sessions get (``databases[].vector`` in the spec), by GUC name;
+    the GUCs of :data:`VECTOR_SETTINGS` missing here are left at pgvector's defaults (RESET)."""
+    values = db.vector.model_dump()
+    return {guc: str(values[key]) for key, guc in VECTOR_SETTINGS.items() if values[key] is not None}
 
 
 def _pg_value(v: str | int | float | bool) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from pgfleet import contract, scram
+from pgfleet import contract, scram, sizing
 from roles._common import converge, render, secrets
 from roles.node import program
 
@@ -36,8 +36,6 @@ def roles_for(databases: list[dict], passwords: dict[str, str]) -> list[dict]:
     return out
 
 
-#: ``databases[].vector`` field -> pgvector's GUC.
-VECTOR_SETTINGS = {"ef_search": "hnsw.ef_search", "iterative_scan": "hnsw.iterative_scan"}
 #: The extension the ``prewarm`` node program calls (pgfleet/node/prewarm.py); replicas get it by replication.
 PREWARM_EXTENSION = "pg_prewarm"
 
@@ -46,10 +44,10 @@ def database_plan(db: dict, prewarm: bool) -> dict:
     """What the template does for one spec database: its extensions (pg_prewarm added when the cluster
     prewarms) and the pgvector settings to SET (name, SQL literal) or RESET."""
     extensions = list(db["extensions"]) + ([PREWARM_EXTENSION] if prewarm and PREWARM_EXTENSION not in db["extensions"] else [])
-    vector = db.get("vector") or {}
+    settings = db["settings"]
     return {"name": db["name"], "owner": db["owner"], "extensions": extensions,
-            "set": [{"name": guc, "value": f"'{vector[key]}'"} for key, guc in VECTOR_SETTINGS.items() if vector.get(key) is not None],
-            "reset": [guc for key, guc in VECTOR_SETTINGS.items() if vector.get(key) is None]}
+            "set": [{"name": guc, "value": f"'{value}'"} for guc, value in settings.items()],
+            "reset": [guc for guc in sizing.VECTOR_SETTINGS.values() if guc not in settings]}
 
 
 def setup_sql(d: dict, passwords: dict[str, str]) -> str:

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from deploy_fixtures import fake_secrets, host_datas
-from pgfleet import hostdata
+from pgfleet import hostdata, sizing
+from pgfleet.schema import DatabaseSpec
 from pgfleet import tls as tls_mod
 from roles import databases, firewall, haproxy, patroni, pgbouncer
 from roles._common import render
@@ -73,8 +74,10 @@ def test_every_template_renders_for_every_host(stack: str) -> None:
 def test_setup_sql_sets_and_resets_pgvector_settings_per_database() -> None:
     s, inv, ds = db_hosts("lab")
     d = next(iter(ds.values()))
-    dbs = [{"name": "app", "owner": "app", "extensions": ["vector"], "vector": {"ef_search": 100, "iterative_scan": "relaxed_order"}},
-           {"name": "plain", "owner": "app", "extensions": ["vector", "pg_prewarm"], "vector": {"ef_search": None, "iterative_scan": None}}]
+    specs = [DatabaseSpec(name="app", owner="app", extensions=["vector"], vector={"ef_search": 100, "iterative_scan": "relaxed_order"}),
+             DatabaseSpec(name="plain", owner="app", extensions=["vector", "pg_prewarm"])]
+    # as host data carries them (pgfleet/hostdata.py)
+    dbs = [{**db.model_dump(), "settings": sizing.database_settings(db)} for db in specs]
     sql = databases.setup_sql({**d, "databases": dbs, "patroni_prewarm": True}, fake_secrets(s).passwords)
     assert "ALTER DATABASE \"app\" SET hnsw.ef_search = '100';" in sql
     assert "ALTER DATABASE \"app\" SET hnsw.iterative_scan = 'relaxed_order';" in sql
