@@ -215,8 +215,12 @@ def _target(cur: psycopg.Cursor[Any], w: QueryShape, table: sql.Identifier) -> _
     index = cur.execute(_INDEX, {"rel": rel, "c": w.column, "ams": list(VECTOR_AMS), "op": w.operator}).fetchone()
     if index is None:
         raise MeasureError(f"no valid {' or '.join(VECTOR_AMS)} index on {w.table}.{w.column} orders by {w.operator}")
-    memory = {name: int(size) for name, size in cur.execute(_MEMORY).fetchall()}
-    return _Target(vector_type, index[0], int(index[1]), memory)
+    return _Target(vector_type, index[0], int(index[1]), memory(cur))
+
+
+def memory(cur: psycopg.Cursor[Any]) -> dict[str, int]:
+    """shared_buffers and effective_cache_size in bytes, as the server runs with them."""
+    return {name: int(size) for name, size in cur.execute(_MEMORY).fetchall()}
 
 
 def exact(cur: psycopg.Cursor[Any], w: QueryShape, vector_type: str,
