@@ -27,6 +27,7 @@ from rich.console import Console
 from pgfleet.cli.options import ClusterOpt, StackArg
 from pgfleet.errors import ClusterError, PgfleetError, SpecError
 from pgfleet.inventory import Inventory
+from pgfleet.secrets import Secrets
 from pgfleet.vector import advise as advise_mod
 from pgfleet.vector import report
 from pgfleet.vector.session import SCRATCH_DB, AdminSQL, DatabaseTarget, Figures, Settings, advise_database
@@ -44,10 +45,17 @@ class _Opened:
         from pgfleet.stack import Stack
 
         self.stack = Stack.open(stack)
-        self.cluster_spec = self.stack.cluster(cluster)
+        try:
+            self.cluster_spec = self.stack.cluster(cluster)
+        except KeyError:
+            raise PgfleetError(f"stack {self.stack.name!r} has no cluster {cluster!r} (it has: "
+                               f"{', '.join(c.name for c in self.stack.spec.clusters)})") from None
         self.spec = self.stack.spec
         self.name = self.stack.name
-        self.secrets = self.stack.secrets
+
+    @property
+    def secrets(self) -> Secrets:
+        return self.stack.secrets
 
     def inventory(self) -> Inventory:
         return self.stack.inventory()
@@ -62,15 +70,20 @@ class _Opened:
                               dsn(direct=True, db=SCRATCH_DB, user=owner))
 
 
+def family(server_type: str) -> str:
+    """A Hetzner type's line (``ccx``, ``cx``, ``cpx``, ``cax``): a larger type of the same line keeps the CPU kind and price model."""
+    return server_type.rstrip("0123456789")
+
+
 def _figures(st: _Opened) -> Figures:
-    """The server type's RAM and the larger types of its family, each with the shared_buffers pgfleet would give it."""
+    """The server type's RAM and the larger types of its line, each with the shared_buffers pgfleet would give it."""
     from pgfleet import sizing
     from pgfleet.server_types import SERVER_TYPES
 
     spec, c = st.spec, st.cluster_spec
     now = c.server
-    larger = sorted((t for t in SERVER_TYPES.values() if t.dedicated == now.dedicated and t.architecture == now.architecture
-                     and t.memory_gib > now.memory_gib), key=lambda t: t.memory_gib)
+    larger = sorted((t for t in SERVER_TYPES.values() if family(t.name) == family(now.name) and t.memory_gib > now.memory_gib),
+                    key=lambda t: t.memory_gib)
     options = tuple(advise_mod.ServerOption(t.name, t.memory_gib * 1024**3,
                                             sizing.shared_buffers_bytes(spec, c.model_copy(update={"server_type": t.name})))
                     for t in larger)
