@@ -379,3 +379,18 @@ def test_an_unknown_database_or_cluster_is_exit_2_before_any_connection(monkeypa
     assert r.exit_code == 2 and "no cluster 'nope'" in r.output
     r = CliRunner().invoke(app, ["vector", "advise", "lab", "--target-recall", "0"])
     assert r.exit_code == 2
+
+
+def test_index_selection_and_a_named_index_no_database_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = session.Settings(0.99, only=("items_embedding_idx", "other.docs_idx"))
+    assert s.wants(info()) and s.wants(info(schema="other", index="docs_idx")) and not s.wants(info(index="docs_idx"))
+    assert session.Settings(0.99).wants(info(index="anything"))
+    assert cli_vector.missing_indexes(["items_embedding_idx", "public.items_embedding_idx", "typo_idx"],
+                                      [db_report(measured())]) == ["typo_idx"]
+    monkeypatch.setattr(cli_vector._Opened, "inventory", lambda self: None)
+    monkeypatch.setattr(cli_vector._Opened, "target", lambda self, d, o: session.DatabaseTarget(d, o, "ro", "rw", "scratch"))
+    monkeypatch.setattr(cli_vector, "admin_sql", lambda st, c: None)
+    monkeypatch.setattr(cli_vector, "advise_database", lambda db, s, f, a: db_report(measured()))
+    r = CliRunner().invoke(app, ["vector", "advise", "lab", "--index", "typo_idx"])
+    assert r.exit_code == 2 and "no hnsw or ivfflat index typo_idx" in r.output
+    assert CliRunner().invoke(app, ["vector", "advise", "lab", "--index", "items_embedding_idx"]).exit_code == 0

@@ -30,7 +30,7 @@ from pgfleet.inventory import Inventory
 from pgfleet.secrets import Secrets
 from pgfleet.vector import advise as advise_mod
 from pgfleet.vector import report
-from pgfleet.vector.session import SCRATCH_DB, AdminSQL, DatabaseTarget, Figures, Settings, advise_database
+from pgfleet.vector.session import SCRATCH_DB, AdminSQL, DatabaseReport, DatabaseTarget, Figures, Settings, advise_database
 
 vector_app = typer.Typer(no_args_is_help=True, help="pgvector indexes: measure recall and latency, advise settings.")
 # wide enough for the tables in CI logs (no terminal there), as pgfleet drill does
@@ -114,6 +114,7 @@ def admin_sql(st: _Opened, cluster: str) -> AdminSQL:
 def advise(stack: StackArg,
            cluster: ClusterOpt = None,
            db: Annotated[list[str] | None, typer.Option("--db", help="database (repeat for more; default: every database of the cluster)")] = None,
+           index: Annotated[list[str] | None, typer.Option("--index", help="only this index (name or schema.name; repeat for more)")] = None,
            target_recall: Annotated[float, typer.Option("--target-recall", min=0.0, max=1.0, help="recall@k to reach")] = 0.99,
            sample: Annotated[int, typer.Option("--sample", min=1, max=10000, help="stored vectors taken as queries")] = 100,
            k: Annotated[int, typer.Option("--k", min=1, max=1000, help="neighbours per query (recall@k)")] = 10,
@@ -139,7 +140,8 @@ def advise(stack: StackArg,
         st.inventory()  # refuses when the hosts cannot be reached now (a lab that is down)
         figures = _figures(st)
         admin = admin_sql(st, c.name)
-        settings = Settings(target=target_recall, k=k, sample=sample, max_p95=max_p95_ms / 1000, rebuild=not no_rebuild)
+        settings = Settings(target=target_recall, k=k, sample=sample, max_p95=max_p95_ms / 1000, rebuild=not no_rebuild,
+                            only=tuple(index or ()))
         reports = [advise_database(st.target(d.name, d.owner), settings, figures, admin) for d in chosen]
     except SpecError:
         raise  # pgfleet's main prints every problem and exits 2
@@ -152,4 +154,15 @@ def advise(stack: StackArg,
         console.out(json.dumps(report.to_json(ctx, reports, databases), indent=2), highlight=False)
     else:
         report.render(console, ctx, reports, databases, figures.ram_bytes)
+    missing = missing_indexes(index or [], reports)
+    if missing:
+        err.print(f"[red]error:[/red] no hnsw or ivfflat index {', '.join(missing)} in {', '.join(d.name for d in chosen)}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(advise_mod.EXIT_UNKNOWN)
     raise typer.Exit(report.code_for(reports))
+
+
+def missing_indexes(names: Sequence[str], reports: Sequence[DatabaseReport]) -> list[str]:
+    """``--index`` names no database answered with (a typo must not pass for "every index reaches the target")."""
+    found = {n for d in reports for r in d.indexes for n in (r.info.index, r.info.qualified_index)}
+    return [n for n in names if n not in found]

@@ -91,6 +91,11 @@ class Settings:
     #: try a rebuild in the scratch database when the search misses or is slow
     rebuild: bool = True
     scratch_rows: int = advise.SCRATCH_ROWS
+    #: only these indexes (``name`` or ``schema.name``); empty: every one
+    only: tuple[str, ...] = ()
+
+    def wants(self, info: IndexInfo) -> bool:
+        return not self.only or info.index in self.only or info.qualified_index in self.only
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,7 @@ def advise_database(db: DatabaseTarget, s: Settings, figures: Figures, admin: Ad
         churns = None  # reported per index as "no churn figures"; the measurements do not need them
     try:
         with measure.connect(db.replica_dsn) as conn:
-            infos = catalog.indexes(conn, db.name)
+            infos = [i for i in catalog.indexes(conn, db.name) if s.wants(i)]
             view = report.view = catalog.session_view(conn, {i.method for i in infos})
             for info in infos:
                 report.indexes.append(_index(conn, info, view, s, figures, admin, db,
