@@ -218,6 +218,9 @@ def try_rebuilds(conn: psycopg.Connection[Any], info: IndexInfo, q: IndexQuery, 
         cur.execute(sql.SQL("ANALYZE {}").format(table))
         sample = measure.sample_vectors(cur, sq, s.sample)
         exact, _ = measure.exact(cur, sq, vtype, sample)
+        # the sample is smaller than the table: the planner could prefer a sequential scan where the real table uses
+        # the index, and the estimate is of the index (the session and its table are the scratch database's alone)
+        cur.execute("SET enable_seqscan = off")
         base = (info.options["m"], info.options["ef_construction"])
         for m, efc in [base, *advise.rebuild_candidates(*base)]:
             cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
