@@ -228,7 +228,7 @@ def test_reindex_is_advised_only_above_the_churn_share(churn: Churn | None, advi
 # ---- the report: stack change, SQL, JSON, exit codes
 
 
-CTX = report.Context("lab", "main", 0.99, 10, 50)
+CTX = report.Context("lab", "main", 0.99, 10, 50, server_type="cx23", ram_bytes=4 * GiB)
 SPEC_DBS = {d.name: d.model_dump(mode="json") for d in (
     DatabaseSpec(name="app", owner="app", extensions=["vector", "pg_trgm"], vector={"iterative_scan": "relaxed_order"}),  # type: ignore[arg-type]
     DatabaseSpec(name="other", owner="o"))}
@@ -290,6 +290,7 @@ def test_the_json_report_carries_the_index_its_measurement_and_the_advice() -> N
     [i] = doc["indexes"]
     assert (i["index"], i["operator"], i["dimensions"], i["owner_settings"]) == ("items_embedding_idx", "<=>", 768, {"hnsw.ef_search": 10})
     assert i["recall"] == 0.9 and i["measured"] and i["search"]["found"]["value"] == 64
+    assert (i["fits_shared_buffers"], i["fits_ram"], i["ram_bytes"], i["server_type"]) == (False, True, 4 * GiB, "cx23")
     assert [p["value"] for p in i["search"]["tried"]] == [40, 64]
     assert i["advice"][0]["basis"] == "measured" and i["advice"][0]["sql"] == ['ALTER DATABASE "app" SET hnsw.ef_search = 64;']
     assert doc["sql"] == ['ALTER DATABASE "app" SET hnsw.ef_search = 64;'] and "ef_search: 64" in doc["stack_change"]
@@ -300,10 +301,11 @@ def test_the_terminal_report_shows_the_table_the_advice_and_the_dsn() -> None:
     buf = io.StringIO()
     r = measured(ef(64))
     r.search = search_with(Point(10, 0.9, 0.001, 50, False), Point(64, 0.995, 0.0013, 50))
-    report.render(Console(file=buf, width=200, color_system=None), CTX, [db_report(r)], SPEC_DBS, 4 * GiB)
+    report.render(Console(file=buf, width=200, color_system=None), CTX, [db_report(r)], SPEC_DBS)
     out = buf.getvalue()
     for text in ("lab / main / app", "items_embedding_idx", "recall@10", "0.900", "measured set", "ef_search: 64",
-                 'ALTER DATABASE "app" SET hnsw.ef_search = 64;', "--ro --direct --db app", "port=5003", "advice above"):
+                 'ALTER DATABASE "app" SET hnsw.ef_search = 64;', "--ro --direct --db app", "port=5003", "advice above",
+                 "does not fit shared_buffers 128.0 MiB, fits RAM 4.0 GiB (cx23)"):
         assert text in out, (text, out)
 
 

@@ -148,12 +148,12 @@ def advise(stack: StackArg,
     except PgfleetError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(advise_mod.EXIT_UNKNOWN) from None
-    ctx = report.Context(st.name, c.name, target_recall, k, sample, str(st.stack.file))
+    ctx = report.Context(st.name, c.name, target_recall, k, sample, str(st.stack.file), figures.server_type, figures.ram_bytes)
     databases = {d.name: d.model_dump(mode="json") for d in c.databases}
     if as_json:
         console.out(json.dumps(report.to_json(ctx, reports, databases), indent=2), highlight=False)
     else:
-        report.render(console, ctx, reports, databases, figures.ram_bytes)
+        report.render(console, ctx, reports, databases)
     missing = missing_indexes(index or [], reports)
     if missing:
         err.print(f"[red]error:[/red] no hnsw or ivfflat index {', '.join(missing)} in {', '.join(d.name for d in chosen)}",

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +35,9 @@ class Context:
     sample: int
     #: the stack file's path as the user names it (for the comment above the stack change)
     stack_file: str = ""
+    #: the cluster's server type and its RAM (the spec's server type table)
+    server_type: str | None = None
+    ram_bytes: int | None = None
 
 
 def all_advice(reports: Sequence[DatabaseReport]) -> list[tuple[str, Advice]]:
@@ -97,7 +101,7 @@ def _search(s: Search | None) -> dict[str, Any] | None:
             "reaches_target_now": s.reaches_target_now}
 
 
-def _index(d: DatabaseReport, r: IndexReport) -> dict[str, Any]:
+def _index(ctx: Context, d: DatabaseReport, r: IndexReport) -> dict[str, Any]:
     i = r.info
     view = d.view
     return {
@@ -105,6 +109,9 @@ def _index(d: DatabaseReport, r: IndexReport) -> dict[str, Any]:
         "type": i.vector_type, "dimensions": i.dimensions, "opclass": i.opclass, "operator": i.operator, "rows": i.rows,
         "options": i.options, "key": i.key, "size_bytes": i.size_bytes,
         "shared_buffers_bytes": view.shared_buffers_bytes if view else None,
+        "fits_shared_buffers": i.size_bytes <= view.shared_buffers_bytes if view else None,
+        "server_type": ctx.server_type, "ram_bytes": ctx.ram_bytes,
+        "fits_ram": i.size_bytes <= ctx.ram_bytes if ctx.ram_bytes else None,
         "owner_settings": view.settings if view else {},
         "measured": r.measured, "error": r.error,
         "recall": round(r.search.current.recall, 4) if r.search else None,
@@ -126,7 +133,7 @@ def to_json(ctx: Context, reports: Sequence[DatabaseReport], databases: Mapping[
         "databases": [{"name": d.name, "owner": d.owner, "dsn": d.dsn, "error": d.error,
                        "measured_on": {"host": d.view.host, "replica": d.view.in_recovery} if d.view else None}
                       for d in reports],
-        "indexes": [_index(d, r) for d in reports for r in d.indexes],
+        "indexes": [_index(ctx, d, r) for d in reports for r in d.indexes],
         "settings": settings,
         "stack_change": stack_change(ctx, databases, settings),
         "sql": settings_sql(settings),
@@ -137,7 +144,7 @@ def to_json(ctx: Context, reports: Sequence[DatabaseReport], databases: Mapping[
 # ---- the terminal
 
 
-def index_table(d: DatabaseReport, r: IndexReport, ctx: Context, ram_bytes: int | None) -> Table:
+def index_table(d: DatabaseReport, r: IndexReport, ctx: Context) -> Table:
     i = r.info
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -151,9 +158,9 @@ def index_table(d: DatabaseReport, r: IndexReport, ctx: Context, ram_bytes: int 
     if d.view:
         fits = "fits" if i.size_bytes <= d.view.shared_buffers_bytes else "[red]does not fit[/red]"
         memory.append(f"{fits} shared_buffers {size_text(d.view.shared_buffers_bytes)}")
-    if ram_bytes:
-        fits = "fits" if i.size_bytes <= ram_bytes else "[red]does not fit[/red]"
-        memory.append(f"{fits} RAM {size_text(ram_bytes)}")
+    if ctx.ram_bytes:
+        fits = "fits" if i.size_bytes <= ctx.ram_bytes else "[red]does not fit[/red]"
+        memory.append(f"{fits} RAM {size_text(ctx.ram_bytes)}" + (f" ({ctx.server_type})" if ctx.server_type else ""))
     t.add_row("size", ", ".join(memory))
     if r.search:
         s = r.search
@@ -172,27 +179,26 @@ def index_table(d: DatabaseReport, r: IndexReport, ctx: Context, ram_bytes: int 
                                   + (f"reaches {ctx.target} at {b.search.setting} {f.value} (p95 {ms(f.p95_seconds)})" if f
                                      else f"misses {ctx.target}") + f", built in {b.build_seconds:.1f} s on {r.scratch_rows} rows")
     if r.rebuild_note:
-        t.add_row("rebuild", r.rebuild_note)
+        t.add_row("rebuild", Text(r.rebuild_note))
     return t
 
 
-def render(out: Console, ctx: Context, reports: Sequence[DatabaseReport], databases: Mapping[str, Mapping[str, Any]],
-           ram_bytes: int | None) -> None:
+def render(out: Console, ctx: Context, reports: Sequence[DatabaseReport], databases: Mapping[str, Mapping[str, Any]]) -> None:
     for d in reports:
         where = (f"{'replica' if d.view.in_recovery else '[yellow]primary[/yellow] (no replica answered)'} {d.view.host or ''}"
                  if d.view else ABSENT)
         out.print(f"[bold]{ctx.stack} / {ctx.cluster} / {d.name}[/bold] — measured as {d.owner} on {where}", highlight=False)
         if d.error:
-            out.print(f"[red]could not measure:[/red] {d.error}", highlight=False, soft_wrap=True)
+            out.print(f"[red]could not measure:[/red] {escape(d.error)}", highlight=False, soft_wrap=True)
         elif not d.indexes:
             out.print("no hnsw or ivfflat index", highlight=False)
         for r in d.indexes:
-            out.print(index_table(d, r, ctx, ram_bytes), highlight=False)
+            out.print(index_table(d, r, ctx), highlight=False)
             for a in r.advice:
                 colour = "cyan" if a.basis == "measured" else "yellow"
-                out.print(f"  → [{colour}]{a.basis}[/{colour}] {a.action}: {a.effect}", highlight=False, soft_wrap=True)
+                out.print(f"  → [{colour}]{a.basis}[/{colour}] {escape(a.action)}: {escape(a.effect)}", highlight=False, soft_wrap=True)
                 for line in a.sql:
-                    out.print(f"      {line}", highlight=False, soft_wrap=True)
+                    out.print(f"      {line}", highlight=False, markup=False, soft_wrap=True)
             out.print("")
     settings = advise.database_settings(all_advice(reports))
     change = stack_change(ctx, databases, settings)
