@@ -98,3 +98,12 @@ def test_the_counter_counts_what_would_leave(escapes) -> None:  # type: ignore[n
         except OSError:
             pass  # nft's drop may surface as EPERM: the packet was still counted
     assert escapes() >= 1
+
+
+def test_vector_advise_refuses_a_lab_that_is_not_running_with_could_not_measure(escapes, down_lab) -> None:  # type: ignore[no-untyped-def]
+    # exit 2 (not 1): 1 means "advice exists" for this command
+    p = subprocess.run([sys.executable, "-m", "pgfleet.cli", "vector", "advise", STACK, "--json"], env=down_lab, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "the lab is not running: pgfleet lab up" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert escapes() == 0, "a packet to a lab address was about to leave the machine"

@@ -6,6 +6,7 @@
 - :mod:`pgfleet.cli.drill`: ``drill``
 - :mod:`pgfleet.cli.monitoring`: ``monitoring``, ``alerts``, ``top``
 - :mod:`pgfleet.cli.lab`: ``lab …``
+- :mod:`pgfleet.cli.vector`: ``vector advise``
 
 Every command that takes a STACK opens it with :meth:`pgfleet.stack.Stack.open`,
 which validates the stack file first and stops, naming every problem, before
@@ -19,7 +20,7 @@ import sys
 import typer
 from rich.console import Console
 
-from pgfleet.cli import backup, cluster, drill, lab, monitoring, stack
+from pgfleet.cli import backup, cluster, drill, lab, monitoring, stack, vector
 from pgfleet.errors import PgfleetError, SpecError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL + pgvector fleets.")
@@ -29,6 +30,7 @@ for _group in (stack, cluster, backup, drill, monitoring):
     for _command in _group.COMMANDS:
         app.command()(_command)
 app.add_typer(lab.lab_app, name="lab")
+app.add_typer(vector.vector_app, name="vector")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -28,6 +28,22 @@ Neighbour = tuple[Any, float]
 INDEX_SCANS = ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan")
 #: Index access methods pgvector provides.
 VECTOR_AMS = ("hnsw", "ivfflat")
+
+
+class QueryShape(Protocol):
+    """What the neighbour queries need to know of an index's table: a :class:`~.config.Watch`, or one index that
+    ``pgfleet vector advise`` measures (one implementation of the query shapes for both)."""
+
+    @property
+    def table(self) -> str: ...  # ``table`` or ``schema.table``
+    @property
+    def column(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def operator(self) -> str: ...
+    @property
+    def k(self) -> int: ...
 
 
 class MeasureError(RuntimeError):
@@ -109,6 +125,16 @@ def node_types(plan: Any) -> list[str]:
     return own + [t for value in plan.values() for t in node_types(value)]
 
 
+def index_names(plan: Any) -> list[str]:
+    """Every "Index Name" a plan reads: which index answers a query (an ANN figure means nothing if none does)."""
+    if isinstance(plan, list):
+        return [n for item in plan for n in index_names(item)]
+    if not isinstance(plan, dict):
+        return []
+    own = [plan["Index Name"]] if isinstance(plan.get("Index Name"), str) else []
+    return own + [n for value in plan.values() for n in index_names(value)]
+
+
 def check_exact_plan(plan: Any) -> None:
     """Raise unless the plan is a real plan that reads no index (Index Scan, Index Only Scan, Bitmap Index Scan …)."""
     types = node_types(plan)
@@ -119,7 +145,7 @@ def check_exact_plan(plan: Any) -> None:
         raise MeasureError(f"the exact query's plan reads an index ({', '.join(readers)}): it would not be exact")
 
 
-def neighbours_query(w: Watch, vector_type: str, vector: sql.Composable = sql.Placeholder("q"),
+def neighbours_query(w: QueryShape, vector_type: str, vector: sql.Composable = sql.Placeholder("q"),
                      limit: sql.Composable = sql.Placeholder("n")) -> sql.Composed:
     """The application's query shape, plus the distance (for ties): ``ORDER BY column <op> q LIMIT k+1``.
 
@@ -159,7 +185,7 @@ SELECT name, (setting::numeric * pg_size_bytes(unit))::bigint
 """
 
 
-def _connect(dsn: str) -> psycopg.Connection[Any]:
+def connect(dsn: str) -> psycopg.Connection[Any]:
     # no server-side prepared statements: each query is planned with its own vector, as a simple client's is
     return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
 
@@ -180,7 +206,7 @@ class _Target:
     memory: dict[str, int]
 
 
-def _target(cur: psycopg.Cursor[Any], w: Watch, table: sql.Identifier) -> _Target:
+def _target(cur: psycopg.Cursor[Any], w: QueryShape, table: sql.Identifier) -> _Target:
     rel, vector_type = cur.execute(_TARGET, {"t": table.as_string(cur), "c": w.column}).fetchone() or (None, None)
     if rel is None:
         raise MeasureError(f"table {w.table} does not exist (or the role cannot see it)")
@@ -189,50 +215,63 @@ def _target(cur: psycopg.Cursor[Any], w: Watch, table: sql.Identifier) -> _Targe
     index = cur.execute(_INDEX, {"rel": rel, "c": w.column, "ams": list(VECTOR_AMS), "op": w.operator}).fetchone()
     if index is None:
         raise MeasureError(f"no valid {' or '.join(VECTOR_AMS)} index on {w.table}.{w.column} orders by {w.operator}")
-    memory = {name: int(size) for name, size in cur.execute(_MEMORY).fetchall()}
-    return _Target(vector_type, index[0], int(index[1]), memory)
+    return _Target(vector_type, index[0], int(index[1]), memory(cur))
 
 
-def _exact(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
+def memory(cur: psycopg.Cursor[Any]) -> dict[str, int]:
+    """shared_buffers and effective_cache_size in bytes, as the server runs with them."""
+    return {name: int(size) for name, size in cur.execute(_MEMORY).fetchall()}
+
+
+def exact(cur: psycopg.Cursor[Any], w: QueryShape, vector_type: str,
+          sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], list[float]]:
     """The exact top-k of every sampled vector in one transaction whose SET LOCAL turns index scans off; the plan is checked first."""
     with cur.connection.transaction():
         for setting in INDEX_SCANS:
             cur.execute(sql.SQL("SET LOCAL {} = off").format(sql.Identifier(setting)))
-        explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + neighbours_query(w, vector_type, sql.Literal(sample[0][1]), sql.Literal(w.k + 1))
-        plan = (cur.execute(explain).fetchone() or [None])[0]
-        check_exact_plan(json.loads(plan) if isinstance(plan, str) else plan)  # psycopg parses json, unless told not to
-        return _each(cur, w, vector_type, sample)
+        check_exact_plan(explain(cur, w, vector_type, sample[0][1]))
+        return each(cur, w, vector_type, sample)
 
 
-def _ann(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
-    """The ANN top-k of every sampled vector, each query on its own (autocommit, no setting: the role's own)."""
-    return _each(cur, w, vector_type, sample)
+def explain(cur: psycopg.Cursor[Any], w: QueryShape, vector_type: str, vector: str) -> Any:
+    """``EXPLAIN (FORMAT JSON)`` of the neighbour query for one vector, with the session's settings, parsed."""
+    query = sql.SQL("EXPLAIN (FORMAT JSON) ") + neighbours_query(w, vector_type, sql.Literal(vector), sql.Literal(w.k + 1))
+    plan = (cur.execute(query).fetchone() or [None])[0]
+    return json.loads(plan) if isinstance(plan, str) else plan  # psycopg parses json, unless told not to
 
 
-def _each(cur: psycopg.Cursor[Any], w: Watch, vector_type: str, sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], float]:
-    """Every sampled vector's top-k (its own row left out) and the queries' total seconds."""
-    out, total = [], 0.0
+def each(cur: psycopg.Cursor[Any], w: QueryShape, vector_type: str,
+         sample: list[tuple[Any, str]]) -> tuple[list[list[Neighbour]], list[float]]:
+    """Every sampled vector's top-k (its own row left out) and each query's seconds, in the session's settings
+    (the ANN side: autocommit, nothing set, so the role's own; ``pgfleet vector advise`` sets others around it)."""
+    out, seconds = [], []
     query = neighbours_query(w, vector_type)
     for key, vector in sample:
-        found, seconds = _timed(cur, query, {"q": vector, "n": w.k + 1})
+        found, took = _timed(cur, query, {"q": vector, "n": w.k + 1})
         out.append(top_k(found, key, w.k))
-        total += seconds
-    return out, total
+        seconds.append(took)
+    return out, seconds
+
+
+def sample_vectors(cur: psycopg.Cursor[Any], w: QueryShape, size: int) -> list[tuple[Any, str]]:
+    """Up to ``size`` stored (key, vector as text) pairs in random order: the queries of one measurement."""
+    return cur.execute(sql.SQL("SELECT {key}, {column}::text FROM {table} WHERE {column} IS NOT NULL ORDER BY random() LIMIT %s").format(
+        key=sql.Identifier(w.key), column=sql.Identifier(w.column), table=table_identifier(w.table)), (size,)).fetchall()
 
 
 def measure(w: Watch) -> Measurement:
     """Measure once; raises psycopg.Error or :class:`MeasureError`."""
     table = table_identifier(w.table)
-    with _connect(w.dsn) as conn, conn.cursor() as cur:
+    with connect(w.dsn) as conn, conn.cursor() as cur:
         target = _target(cur, w, table)
         rows = (cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() or [0])[0]
-        sample = cur.execute(sql.SQL("SELECT {key}, {column}::text FROM {table} WHERE {column} IS NOT NULL ORDER BY random() LIMIT %s").format(
-            key=sql.Identifier(w.key), column=sql.Identifier(w.column), table=table), (w.sample_size,)).fetchall()
+        sample = sample_vectors(cur, w, w.sample_size)
         if not sample:
             raise MeasureError(f"{w.table}.{w.column} holds no vector to query with")
-        ann, ann_time = _ann(cur, w, target.vector_type, sample)
-        exact, exact_time = _exact(cur, w, target.vector_type, sample)
-    value, queries = recall(zip(ann, exact))
-    return Measurement(recall=value, queries=queries, ann_seconds=ann_time / len(sample), exact_seconds=exact_time / len(sample),
+        ann, ann_times = each(cur, w, target.vector_type, sample)
+        found, exact_times = exact(cur, w, target.vector_type, sample)
+    value, queries = recall(zip(ann, found))
+    return Measurement(recall=value, queries=queries, ann_seconds=sum(ann_times) / len(sample),
+                       exact_seconds=sum(exact_times) / len(sample),
                        rows=int(rows), index=target.index, index_size_bytes=target.index_size_bytes,
                        shared_buffers_bytes=target.memory["shared_buffers"], effective_cache_size_bytes=target.memory["effective_cache_size"])
