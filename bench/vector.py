@@ -261,19 +261,32 @@ def server_settings(dsn: str) -> dict[str, str]:
         return out
 
 
-def wait_replicas(direct: str, timeout: float = 600) -> float:
-    """Until every replica has replayed the primary's current WAL (the read-only endpoint reads them); seconds."""
+def replica_dsns(stack: str | None) -> list[str]:
+    """Each replica's own direct DSN (the database owner, as the drills connect), from Patroni; none without a stack."""
+    if not stack:
+        return []
+    from pgfleet.drill.control import PatroniControl
+
+    control = PatroniControl.from_stack(stack)
+    return [control.direct_dsn(m.name) for m in control.state().members if not m.is_leader]
+
+
+def wait_replicas(direct: str, replicas: Sequence[str], timeout: float = 600) -> float | None:
+    """Until every replica has replayed the primary's current WAL (the read-only endpoint reads them); seconds.
+    Asked of each replica (pg_last_wal_replay_lsn): pg_stat_replication hides the LSNs from the application role.
+    None when there is no replica to ask (a smoke test on one server)."""
+    if not replicas:
+        return None
     t = time.monotonic()
     with connect(direct) as conn:
         target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-        while True:
-            behind = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL OR replay_lsn < %s",
-                                  (target,)).fetchone()[0]
-            if not behind:
-                return round(time.monotonic() - t, 1)
-            if time.monotonic() - t > timeout:
-                raise SystemExit(f"replicas still behind {target} after {timeout:.0f} s")
-            time.sleep(1)
+    for dsn in replicas:
+        with connect(dsn) as conn:
+            while not conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(target),)).fetchone()[0]:
+                if time.monotonic() - t > timeout:
+                    raise SystemExit(f"a replica has not replayed {target} after {timeout:.0f} s")
+                time.sleep(1)
+    return round(time.monotonic() - t, 1)
 
 
 class Data:
@@ -299,7 +312,7 @@ class Data:
                 "sources": self.corpus.sources, "model": self.vc.MODEL, "dims": self.vc.DIMS, "embedding": self.embedding}
 
 
-def phase_load(data: Data, eps: dict[str, str]) -> dict[str, Any]:
+def phase_load(data: Data, eps: dict[str, str], replicas: Sequence[str]) -> dict[str, Any]:
     """Table and HNSW index on the direct endpoint (session settings and COPY stay on one server connection)."""
     cats = [c for _, c in data.corpus.docs]
     be = data.docs.astype(">f4")
@@ -325,7 +338,7 @@ def phase_load(data: Data, eps: dict[str, str]) -> dict[str, Any]:
     assert rows == len(cats), (rows, len(cats))
     return {"rows": rows, "copy_s": round(copy_s, 2), "vacuum_analyze_s": round(vacuum_s, 2), "index_build_s": round(build_s, 2),
             "hnsw": HNSW, "table_bytes": int(sizes["table"]), "index_bytes": int(sizes["hnsw"]),
-            "replicas_caught_up_s": wait_replicas(eps["direct"])}
+            "replicas_caught_up_s": wait_replicas(eps["direct"], replicas)}
 
 
 def phase_recall(data: Data, eps: dict[str, str], ef_values: Sequence[int], queries: int) -> dict[str, Any]:
@@ -415,7 +428,7 @@ def phase_filtered(data: Data, eps: dict[str, str], ef: int, queries: int) -> di
     return {"endpoint": "pooled-ro", "clients": 1, "runs": out}
 
 
-def phase_quantized(data: Data, eps: dict[str, str], ef: int, queries: int, keep: bool) -> dict[str, Any]:
+def phase_quantized(data: Data, eps: dict[str, str], ef: int, queries: int, keep: bool, replicas: Sequence[str]) -> dict[str, Any]:
     n = min(queries, len(data.query_text))
     exact = [data.exact(i) for i in range(n)]
     builds = {}
@@ -430,7 +443,7 @@ def phase_quantized(data: Data, eps: dict[str, str], ef: int, queries: int, keep
         for name in ("embedding", "halfvec", "binary"):
             size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"{TABLE}_{name}_idx",)).fetchone()[0]
             builds.setdefault(name, {})["index_bytes"] = int(size)
-    wait_replicas(eps["direct"])
+    wait_replicas(eps["direct"], replicas)
     runs = []
     variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("vector", ANN, {}, {"hnsw.ef_search": ef}),
@@ -520,9 +533,13 @@ def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, sp
     if conn is not None:
         conn.close()
     after = control.state().leader
-    return {"prewarm_label": prewarm, "note": note, "old_primary": leader.name, "new_primary": after.name if after else None, "candidate": candidate,
+    state = prewarm_state(control.direct_dsn(candidate))
+    return {"prewarm_label": prewarm, "note": note,
+            # autoprewarm is what the new primary can show; a label it contradicts is kept, and flagged
+            "label_matches_autoprewarm": (prewarm == "with") == (state["pg_prewarm.autoprewarm"] == "on"),
+            "first_answer_s": round(samples[0][0], 2) if samples else None, "old_primary": leader.name, "new_primary": after.name if after else None, "candidate": candidate,
             "switchover_call_s": round(switch_s, 2), "ef_search": ef, "errors": errors,
-            "prewarm": prewarm_state(control.direct_dsn(candidate)),
+            "prewarm": state,
             "windows": windows(samples, width, span), "overall": latency_summary([s for _, s in samples], span)}
 
 
@@ -581,7 +598,7 @@ def main() -> None:
     for phase in phases:
         print(f"== {a.label}: {phase}", flush=True)
         if phase == "load":
-            r = phase_load(data, eps)
+            r = phase_load(data, eps, replica_dsns(None if a.dsn else a.dsn_from_cli))
         elif phase == "recall":
             r = phase_recall(data, eps, ef_curve, a.queries)
         elif phase == "clients":
@@ -589,7 +606,7 @@ def main() -> None:
         elif phase == "filtered":
             r = phase_filtered(data, eps, a.ef_search, a.filtered_queries)
         elif phase == "quantized":
-            r = phase_quantized(data, eps, a.ef_search, a.queries, a.keep_quantized)
+            r = phase_quantized(data, eps, a.ef_search, a.queries, a.keep_quantized, replica_dsns(None if a.dsn else a.dsn_from_cli))
         else:  # with and without prewarm side by side under the label
             r = {**doc.get("runs", {}).get(a.label, {}).get(phase, {}),
                  a.prewarm: phase_failover_cold(data, eps, a.dsn_from_cli, a.ef_search, a.span, a.window, a.prewarm, a.prewarm_note)}
