@@ -42,18 +42,14 @@ import multiprocessing
 import statistics
 import struct
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import results_file  # bench/results_file.py (this script's own folder is on sys.path)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from pgfleet.probe.measure import Neighbour, node_types, query_recall  # noqa: E402
+from pgfleet.probe.measure import Neighbour, node_types, query_recall
 
 NAME = "vector"
 TABLE = "bench_docs"

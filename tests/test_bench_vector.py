@@ -4,16 +4,32 @@ binary COPY stream and the cold-start windows. No numpy, torch or cluster: the b
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-import vector  # noqa: E402
-import vector_corpus as vc  # noqa: E402
+
+def _load(name: str) -> ModuleType:
+    """bench/<name>.py by its path: bench/ is not put on sys.path, where its deploy.py would shadow the real one."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("results_file")  # what bench/vector.py imports as its neighbour
+vc = _load("vector_corpus")
+vector = _load("vector")
 
 PACKAGES = """Package: alpha
 Version: 1
