@@ -39,6 +39,7 @@ import bisect
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import struct
 import subprocess
@@ -486,6 +487,8 @@ def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, sp
     from pgfleet.drill.control import PatroniControl
     from pgfleet.stack import Stack
 
+    if os.geteuid() != 0:
+        raise SystemExit("failover-cold drops the page cache: run it as root")
     st = Stack.open(stack)
     control = PatroniControl.of(st)
     before = control.state()
@@ -533,8 +536,8 @@ def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, sp
     return {"prewarm_label": prewarm, "note": note,
             # autoprewarm is what the new primary can show; a label it contradicts is kept, and flagged
             "label_matches_autoprewarm": (prewarm == "with") == (state["pg_prewarm.autoprewarm"] == "on"),
-            "first_answer_s": round(samples[0][0], 2) if samples else None, "old_primary": leader.name, "new_primary": after.name if after else None, "candidate": candidate,
-            "switchover_call_s": round(switch_s, 2), "ef_search": ef, "errors": errors,
+            "first_answer_s": round(samples[0][0], 2) if samples else None, "old_primary": leader.name,
+            "new_primary": after.name if after else None, "candidate": candidate, "switchover_call_s": round(switch_s, 2), "ef_search": ef, "errors": errors,
             "prewarm": state,
             "windows": windows(samples, width, span), "overall": latency_summary([s for _, s in samples], span)}
 
