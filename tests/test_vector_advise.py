@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
+from pgfleet import sizing
 from pgfleet.cli import app
 from pgfleet.cli import vector as cli_vector
 from pgfleet.probe import measure
@@ -350,7 +351,10 @@ def test_the_figures_are_the_server_types_ram_and_the_larger_types_of_its_family
     f = cli_vector._figures(st)
     assert (f.server_type, f.ram_bytes) == ("cx23", 4 * GiB)
     assert [o.name for o in f.options] == ["cx33", "cx43", "cx53"]
-    assert [o.shared_buffers_bytes for o in f.options] == [2 * GiB, 4 * GiB, 8 * GiB]  # pgfleet's sizing: a quarter of RAM
+    # pgfleet's sizing for each larger type (the vector profile: between a quarter and 40 % of RAM)
+    assert [o.shared_buffers_bytes for o in f.options] == [
+        sizing.shared_buffers_bytes(st.spec, st.cluster_spec.model_copy(update={"server_type": t})) for t in ("cx33", "cx43", "cx53")]
+    assert all(o.memory_bytes // 4 <= o.shared_buffers_bytes <= o.memory_bytes * 0.4 for o in f.options)
 
 
 def test_the_command_prints_json_and_exits_with_the_reports_code(monkeypatch: pytest.MonkeyPatch) -> None:
