@@ -254,3 +254,38 @@ def test_changed_parameter_applied_through_patroni_with_restart(deployed, lab, l
         assert "restarted" in back.stdout + back.stderr
     members = cluster_mod.wait_healthy(lab, lab_spec.cluster("main"), lab_secrets)
     assert sorted(m.role for m in members) == ["leader", "replica", "sync_standby"], members
+
+
+def test_per_database_vector_settings_reach_pooled_sessions_that_were_already_open(deployed, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """``databases[].vector`` plus ``pgfleet deploy``: new direct sessions get it (ALTER DATABASE), and a pooled
+    client connected before the deploy sees it in its next transaction (PgBouncer retires server connections whose
+    definition, the connect_query, changed). Back to pgvector's default when removed from the spec."""
+    import yaml
+
+    from pgfleet import spec as spec_mod
+
+    def ef_search(conn: psycopg.Connection) -> str:
+        with conn.transaction():
+            conn.execute("SELECT '[1]'::vector")  # pgvector's settings exist once it is loaded
+            return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])  # type: ignore[index]
+
+    doc = yaml.safe_load(open(spec_mod.stack_path("lab")))
+    doc["config"]["pgfleet:clusters"][0]["databases"][0]["vector"] = {"ef_search": 123, "iterative_scan": "relaxed_order"}
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc))
+    with psycopg.connect(dsn(), autocommit=True) as pooled:
+        assert ef_search(pooled) == "40"
+        monkeypatch.setenv("PGFLEET_STACKS_DIR", str(stacks))
+        try:
+            cp = pgfleet("deploy", "lab")
+            assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+            assert all(ef_search(pooled) == "123" for _ in range(10)), "a pooled transaction ran on a server connection with the old setting"
+            with psycopg.connect(dsn("--direct"), autocommit=True) as direct:
+                assert ef_search(direct) == "123"
+                assert direct.execute("SHOW hnsw.iterative_scan").fetchone() == ("relaxed_order",)
+        finally:
+            monkeypatch.delenv("PGFLEET_STACKS_DIR")
+            back = pgfleet("deploy", "lab")
+            assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+        assert all(ef_search(pooled) == "40" for _ in range(10))

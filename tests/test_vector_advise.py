@@ -151,7 +151,7 @@ def test_ef_search_advice_is_measured_with_its_sql_and_setting() -> None:
     s = search_with(Point(10, 0.9, 0.001, 50, False), Point(40, 1.0, 0.0015, 50))
     a = advise.setting_advice(info(), s, 0.99, "replica 198.18.0.12")
     assert a is not None and a.basis == "measured" and a.kind == "ef_search"
-    assert a.sql == ('ALTER DATABASE "app" SET hnsw.ef_search = 40;',) and a.setting == {"hnsw.ef_search": 40}
+    assert a.sql == (advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET hnsw.ef_search = 40;') and a.setting == {"hnsw.ef_search": 40}
     assert "0.900 → 1.000" in a.effect and "replica 198.18.0.12" in a.effect
     assert advise.setting_advice(info(), search_with(Point(40, 0.995, 0.001, 50, False)), 0.99, "x") is None
 
@@ -245,7 +245,7 @@ def measured(*advice: advise.Advice, database: str = "app", method: str = "hnsw"
 
 
 def ef(value: int, database: str = "app") -> advise.Advice:
-    return advise.Advice("ef_search", "measured", "set", "effect", (f"ALTER DATABASE \"{database}\" SET hnsw.ef_search = {value};",),
+    return advise.Advice("ef_search", "measured", "set", "effect", (advise.LOAD_PGVECTOR, f"ALTER DATABASE \"{database}\" SET hnsw.ef_search = {value};"),
                          {"hnsw.ef_search": value})
 
 
@@ -261,13 +261,13 @@ def test_the_stack_change_is_the_whole_database_entry_the_schema_accepts_with_th
     spec = DatabaseSpec(**entry)
     assert (spec.name, spec.owner, spec.extensions) == ("app", "app", ["vector", "pg_trgm"])
     assert spec.vector.ef_search == 100 and spec.vector.iterative_scan == "relaxed_order"  # other keys kept
-    assert report.settings_sql(settings) == ['ALTER DATABASE "app" SET hnsw.ef_search = 100;']
+    assert report.settings_sql(settings) == [advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET hnsw.ef_search = 100;']
 
 
 def test_probes_have_no_stack_key_so_only_sql_keeps_them() -> None:
     settings = {"app": {"ivfflat.probes": 8}}
     assert report.stack_change(CTX, SPEC_DBS, settings) is None
-    assert report.settings_sql(settings) == ['ALTER DATABASE "app" SET ivfflat.probes = 8;']
+    assert report.settings_sql(settings) == [advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET ivfflat.probes = 8;']
     assert report.unkept_settings(settings) == ["ivfflat.probes"]
 
 
@@ -293,8 +293,8 @@ def test_the_json_report_carries_the_index_its_measurement_and_the_advice() -> N
     assert i["recall"] == 0.9 and i["measured"] and i["search"]["found"]["value"] == 64
     assert (i["fits_shared_buffers"], i["fits_ram"], i["ram_bytes"], i["server_type"]) == (False, True, 4 * GiB, "cx23")
     assert [p["value"] for p in i["search"]["tried"]] == [40, 64]
-    assert i["advice"][0]["basis"] == "measured" and i["advice"][0]["sql"] == ['ALTER DATABASE "app" SET hnsw.ef_search = 64;']
-    assert doc["sql"] == ['ALTER DATABASE "app" SET hnsw.ef_search = 64;'] and "ef_search: 64" in doc["stack_change"]
+    assert i["advice"][0]["basis"] == "measured" and i["advice"][0]["sql"] == [advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET hnsw.ef_search = 64;']
+    assert doc["sql"] == [advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET hnsw.ef_search = 64;'] and "ef_search: 64" in doc["stack_change"]
     assert doc["databases"][0]["measured_on"] == {"host": "198.18.0.12", "replica": True}
 
 
@@ -371,7 +371,7 @@ def test_the_command_prints_json_and_exits_with_the_reports_code(monkeypatch: py
     r = CliRunner().invoke(app, ["vector", "advise", "lab", "--db", "app", "--target-recall", "0.95", "--sample", "20", "--json"])
     assert r.exit_code == 1, r.output
     assert seen == ["app 0.95 20 cx23"]
-    assert json.loads(r.stdout)["sql"] == ['ALTER DATABASE "app" SET hnsw.ef_search = 64;']
+    assert json.loads(r.stdout)["sql"] == [advise.LOAD_PGVECTOR, 'ALTER DATABASE "app" SET hnsw.ef_search = 64;']
 
 
 def test_an_unknown_database_or_cluster_is_exit_2_before_any_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 import recall_data
-from pgfleet.vector.advise import EF_SEARCH_CANDIDATES, SCRATCH_ROWS
+from pgfleet.vector.advise import EF_SEARCH_CANDIDATES, LOAD_PGVECTOR, SCRATCH_ROWS
 from pgfleet.vector.session import SCRATCH_DB
 
 pytestmark = pytest.mark.lab
@@ -47,9 +47,11 @@ def advise(*extra: str) -> tuple[int, dict]:
     return r.returncode, json.loads(r.stdout)
 
 
-def owner_sql(direct: str, statement: str) -> None:
+def owner_sql(direct: str, *statements: str) -> None:
+    """``statements`` in one session as the owner, as ``psql -c`` runs what ``vector advise`` prints."""
     with psycopg.connect(direct, autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
 
 
 def replicas_show(ro: str, check, timeout: float = 60):  # type: ignore[no-untyped-def]
@@ -84,12 +86,12 @@ def items(deployed):  # type: ignore[no-untyped-def]
         yield direct, ro
     finally:
         recall_data.drop(direct, TABLE)
-        owner_sql(direct, "ALTER DATABASE app RESET hnsw.ef_search")
+        owner_sql(direct, LOAD_PGVECTOR, "ALTER DATABASE app RESET hnsw.ef_search")
 
 
 def test_advise_finds_the_ef_search_that_reaches_the_target_and_its_sql_reaches_it(items) -> None:  # type: ignore[no-untyped-def]
     direct, ro = items
-    owner_sql(direct, f"ALTER DATABASE app SET hnsw.ef_search = {LOW_EF_SEARCH}")
+    owner_sql(direct, LOAD_PGVECTOR, f"ALTER DATABASE app SET hnsw.ef_search = {LOW_EF_SEARCH}")
     try:
         replicas_show(ro, lambda c: ef_search(c) == LOW_EF_SEARCH)
         code, doc = advise("--no-rebuild")
@@ -102,11 +104,10 @@ def test_advise_finds_the_ef_search_that_reaches_the_target_and_its_sql_reaches_
         [a] = [a for a in ix["advice"] if a["kind"] == "ef_search"]
         value = a["setting"]["hnsw.ef_search"]
         assert a["basis"] == "measured" and value in EF_SEARCH_CANDIDATES and ix["search"]["found"]["recall"] >= 0.99
-        assert doc["sql"] == [f'ALTER DATABASE "app" SET hnsw.ef_search = {value};']
+        assert doc["sql"] == [LOAD_PGVECTOR, f'ALTER DATABASE "app" SET hnsw.ef_search = {value};']
         assert f"ef_search: {value}" in doc["stack_change"]
 
-        for statement in doc["sql"]:  # as the user would: the printed SQL, as the owner
-            owner_sql(direct, statement)
+        owner_sql(direct, *doc["sql"])  # as the user would: the printed SQL, in one session as the owner
         replicas_show(ro, lambda c: ef_search(c) == value)
         code, again = advise("--no-rebuild")
         ix = index_of(again)
@@ -116,7 +117,7 @@ def test_advise_finds_the_ef_search_that_reaches_the_target_and_its_sql_reaches_
         with psycopg.connect(again["databases"][0]["dsn"], autocommit=True) as conn:
             assert ef_search(conn) == value and conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     finally:
-        owner_sql(direct, "ALTER DATABASE app RESET hnsw.ef_search")
+        owner_sql(direct, LOAD_PGVECTOR, "ALTER DATABASE app RESET hnsw.ef_search")
 
 
 def test_a_rebuild_is_estimated_in_the_scratch_database_and_the_users_table_is_untouched(items) -> None:  # type: ignore[no-untyped-def]

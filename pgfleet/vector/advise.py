@@ -35,6 +35,11 @@ MAX_M, MAX_EF_CONSTRUCTION = 100, 1000
 Basis = Literal["measured", "estimated"]
 
 
+#: Run before ``ALTER DATABASE … SET hnsw.…`` as the database owner: pgvector's settings exist in a session only
+#: once its library is loaded there; until then PostgreSQL lets only a superuser set them ("permission denied").
+LOAD_PGVECTOR = "SELECT '[1]'::vector;"
+
+
 @dataclass(frozen=True)
 class Point:
     """Recall and latency of the ANN query at one value of the search setting."""
@@ -194,7 +199,7 @@ def setting_advice(info: IndexInfo, s: Search, target: float, where: str) -> Adv
     sql = f"ALTER DATABASE {sql_literal_name(info.database)} SET {s.setting} = {f.value};"
     return Advice(kind, "measured", f"set {s.setting} = {f.value} for database {info.database}",
                   f"recall@k {s.current.recall:.3f} → {f.recall:.3f} (target {target}), p95 {ms(s.current.p95_seconds)} → "
-                  f"{ms(f.p95_seconds)} ({where}, {f.queries} queries)", (sql,), {s.setting: f.value})
+                  f"{ms(f.p95_seconds)} ({where}, {f.queries} queries)", (LOAD_PGVECTOR, sql), {s.setting: f.value})
 
 
 def rebuild_advice(info: IndexInfo, baseline: Build, chosen: Build | None, rows: int, target: float) -> Advice | None:

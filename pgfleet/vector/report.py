@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pgfleet.vector import advise
-from pgfleet.vector.advise import Advice, Point, Search, ms, size_text, sql_literal_name
+from pgfleet.vector.advise import LOAD_PGVECTOR, Advice, Point, Search, ms, size_text, sql_literal_name
 from pgfleet.vector.session import SCRATCH_DB, DatabaseReport, IndexReport
 
 #: Database settings the stack can hold (``databases[].vector``), by their PostgreSQL name.
@@ -73,9 +73,11 @@ def stack_change(ctx: Context, databases: Mapping[str, Mapping[str, Any]], setti
 
 
 def settings_sql(settings: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """``ALTER DATABASE … SET …`` for every database setting (new sessions get it; a running one keeps its own)."""
-    return [f"ALTER DATABASE {sql_literal_name(db)} SET {name} = {value};"
-            for db, values in sorted(settings.items()) for name, value in sorted(values.items())]
+    """``ALTER DATABASE … SET …`` for every database setting (new sessions get it; a running one keeps its own),
+    after the statement that loads pgvector (:data:`~pgfleet.vector.advise.LOAD_PGVECTOR`) so the owner may set them."""
+    statements = [f"ALTER DATABASE {sql_literal_name(db)} SET {name} = {value};"
+                  for db, values in sorted(settings.items()) for name, value in sorted(values.items())]
+    return [LOAD_PGVECTOR, *statements] if statements else []
 
 
 def unkept_settings(settings: Mapping[str, Mapping[str, int]]) -> list[str]:
