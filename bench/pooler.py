@@ -23,7 +23,7 @@ from pathlib import Path
 
 import results_file  # bench/results_file.py
 
-from pgfleet import contract
+from pgfleet import contract, sizing
 from pgfleet import lab as lab_mod
 from pgfleet.providers.lab import inventory
 from pgfleet.spec import load
@@ -50,6 +50,30 @@ def server_connections(spec, stop: threading.Event, out: list[int]) -> None:  # 
         stop.wait(1)
 
 
+#: /proc/PID/stat's utime + stime + cutime + cstime of every process named so: a process's own time plus what its
+#: reaped children used (the postmaster's children, backends that ended), each counted once.
+CPU_TICKS = ("for n in {names}; do for p in $(pgrep -x $n); do echo $n $(cut -d')' -f2 /proc/$p/stat | "
+             "awk '{{print $12+$13+$14+$15}}'); done; done")
+TICKS_PER_SECOND = 100  # USER_HZ on Linux
+
+
+def cpu_seconds(spec, node: str, names: tuple[str, ...]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    out = lab_mod.run(spec, node, CPU_TICKS.format(names=" ".join(names)), check=False, timeout=20).stdout
+    totals = dict.fromkeys(names, 0.0)
+    for line in out.splitlines():
+        name, ticks = line.split()
+        totals[name] += int(ticks) / TICKS_PER_SECOND
+    return totals
+
+
+def primary_node(spec) -> str:  # type: ignore[no-untyped-def]
+    from pgfleet import cluster as cluster_mod
+    from pgfleet.stack import Stack
+
+    st = Stack.open("lab")
+    return cluster_mod.leader(cluster_mod.members(st.inventory(), spec.clusters[0].name, st.secrets)).name
+
+
 def pgbench(conninfo: str, clients: int, seconds: int, connect_each: bool) -> dict[str, object]:
     argv = [PGBENCH, "-n", "-S", "-M", "simple", "-c", str(clients), "-j", "2", "-T", str(seconds), *(["-C"] if connect_each else []), conninfo]
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 180)
@@ -74,6 +98,7 @@ def main() -> None:
     spec = load("lab")
     endpoints = {"pooled": dsn(), "direct": dsn("--direct")}
     subprocess.run([PGBENCH, "-i", "-q", "-s", str(a.scale), endpoints["direct"]], check=True, capture_output=True, text=True)
+    primary, entry = primary_node(spec), inventory(spec).by_role("postgres")[0].name
     runs = []
     for connect_each in (False, True):
         for clients in [int(c) for c in a.clients.split(",")]:
@@ -82,11 +107,17 @@ def main() -> None:
                 stop = threading.Event()
                 t = threading.Thread(target=server_connections, args=(spec, stop, samples), daemon=True)
                 t.start()
+                # CPU of the primary's PgBouncer processes and PostgreSQL, and of HAProxy on the entry node
+                # (libpq 15 enters through the first host), per transaction
+                before = {**cpu_seconds(spec, primary, ("pgbouncer", "postgres")), **cpu_seconds(spec, entry, ("haproxy",))}
                 r = pgbench(conninfo, clients, a.seconds, connect_each)
+                after = {**cpu_seconds(spec, primary, ("pgbouncer", "postgres")), **cpu_seconds(spec, entry, ("haproxy",))}
                 stop.set()
                 t.join()
+                xacts = float(r["tps"]) * a.seconds  # type: ignore[arg-type]
                 r.update({"endpoint": name, "clients": clients, "connect_per_transaction": connect_each,
-                          "server_connections_max": max(samples, default=0)})
+                          "server_connections_max": max(samples, default=0),
+                          "cpu_us_per_transaction": {k: round((after[k] - before[k]) * 1e6 / xacts, 1) if xacts else None for k in after}})
                 print(r, flush=True)
                 runs.append(r)
                 time.sleep(3)
@@ -95,6 +126,7 @@ def main() -> None:
              for p in [next(r for r in runs if r["endpoint"] == "pooled" and r["clients"] == c and r["connect_per_transaction"] == ce)]
              for d in [next(r for r in runs if r["endpoint"] == "direct" and r["clients"] == c and r["connect_per_transaction"] == ce)]}
     results_file.write("pooler", {"seconds": a.seconds, "scale": a.scale, "pgbench": "15 (this machine), -S -M simple -j 2",
+                                  "pgbouncer_processes_per_node": sizing.pgbouncer_processes(spec.clusters[0]),
                                   "runs": runs, "pooled_over_direct_tps": ratio})
 
 

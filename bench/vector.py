@@ -466,17 +466,18 @@ def drop_page_cache() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def prewarm_state(dsn: str) -> dict[str, Any]:
-    """What the new primary says about prewarming: recorded, not assumed (the "with"/"without" label is the operator's)."""
-    with connect(dsn) as conn:
-        libs = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
-        ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_prewarm'").fetchone()
-        workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'autoprewarm%'").fetchone()[0]
-        auto = None
-        if "pg_prewarm" in libs:
-            auto = conn.execute("SHOW pg_prewarm.autoprewarm").fetchone()[0]
-    return {"shared_preload_libraries": libs, "pg_prewarm_extension": ext[0] if ext else None,
-            "pg_prewarm.autoprewarm": auto, "autoprewarm_workers": workers}
+def prewarm_state(stack: str, node: str) -> dict[str, Any]:
+    """What the new primary says about prewarming: recorded, not assumed (the "with"/"without" label is the operator's).
+    Read as the superuser on the node (shared_preload_libraries is not for the application's role to see)."""
+    from pgfleet import lab as lab_mod
+    from pgfleet.spec import load
+
+    q = ("SELECT json_build_object('shared_preload_libraries', current_setting('shared_preload_libraries'), "
+         "'pg_prewarm.autoprewarm', current_setting('pg_prewarm.autoprewarm', true), "
+         "'pg_prewarm_extension', (SELECT extversion FROM pg_extension WHERE extname = 'pg_prewarm'), "
+         "'autoprewarm_workers', (SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'autoprewarm%'))")
+    out = lab_mod.run(load(stack), node, f"runuser -u postgres -- psql -d app -Atc {json.dumps(q)}", timeout=30).stdout
+    return json.loads(out)
 
 
 def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, span: float, width: float,
@@ -495,19 +496,27 @@ def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, sp
     leader = before.leader
     if leader is None:
         raise SystemExit("no leader: nothing to switch over from")
-    candidates = [m.name for m in before.sync_standbys] or [m.name for m in before.members if not m.is_leader]
-    if not candidates:
+    standbys = [m.name for m in before.members if not m.is_leader]
+    if not standbys:
         raise SystemExit("no standby to switch over to")
-    candidate = candidates[0]
-    cluster_mod.rest_client(control.hosts[candidate], st.secrets, auth=True).restart(pending_only=False)
-    deadline = time.monotonic() + 300
-    while True:  # streaming again (and back in the sync set, when the cluster has one) before the switchover
-        m = control.state().member(candidate)
-        ready = m is not None and m.state in ("streaming", "running") and (m.is_sync or not before.sync_standbys)
-        if ready:
+    # every standby restarted (its shared buffers empty, or what autoprewarm reloads), one at a time: whichever
+    # Patroni then holds synchronous is the candidate (a synchronous cluster switches over only to that one)
+    for name in standbys:
+        cluster_mod.rest_client(control.hosts[name], st.secrets, auth=True).restart(pending_only=False)
+        deadline = time.monotonic() + 300
+        while not ((m := control.state().member(name)) is not None and m.state in ("streaming", "running")):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} not streaming again within 300 s of its restart")
+            time.sleep(2)
+    deadline = time.monotonic() + 120
+    while True:
+        now_state = control.state()
+        candidates = [m.name for m in now_state.sync_standbys] or ([] if before.sync_standbys else standbys)
+        if candidates:
+            candidate = candidates[0]
             break
         if time.monotonic() > deadline:
-            raise SystemExit(f"{candidate} not streaming again within 300 s of its restart")
+            raise SystemExit("no synchronous standby within 120 s of the restarts")
         time.sleep(2)
     drop_page_cache()
     t_switch = time.monotonic()
@@ -532,7 +541,7 @@ def phase_failover_cold(data: Data, eps: dict[str, str], stack: str, ef: int, sp
     if conn is not None:
         conn.close()
     after = control.state().leader
-    state = prewarm_state(control.direct_dsn(candidate))
+    state = prewarm_state(stack, candidate)
     return {"prewarm_label": prewarm, "note": note,
             # autoprewarm is what the new primary can show; a label it contradicts is kept, and flagged
             "label_matches_autoprewarm": (prewarm == "with") == (state["pg_prewarm.autoprewarm"] == "on"),

@@ -61,6 +61,9 @@ class ClusterSpec(_Model):
     #: PostgreSQL tuning (:func:`pgfleet.sizing.postgres_parameters`): ``vector`` (pgvector: large shared_buffers and
     #: HNSW build memory), ``oltp``, or ``stock`` (PostgreSQL's defaults plus what HA needs: the benchmark's baseline).
     profile: Literal["oltp", "vector", "stock"] = "vector"
+    #: Keep the cache warm across restarts (pg_prewarm's autoprewarm) and failovers (a promoted member reads its
+    #: vector indexes); unset: the tuned profiles do, ``stock`` does not.
+    prewarm: bool | None = None
     synchronous: bool = False
     #: Extra postgresql.conf parameters; they win over the derived ones.
     parameters: dict[str, str | int | float | bool] = {}

@@ -198,8 +198,16 @@ PREWARM_LIBRARY = "pg_prewarm"
 
 def prewarms(cluster: ClusterSpec) -> bool:
     """Whether the cluster keeps its cache warm across restarts (autoprewarm) and failovers (the
-    ``prewarm`` node program as Patroni's on_role_change callback): the tuned profiles, not ``stock``."""
-    return cluster.profile != "stock"
+    ``prewarm`` node program as Patroni's on_role_change callback): the spec's ``prewarm``, else the tuned
+    profiles do and ``stock`` does not."""
+    return cluster.prewarm if cluster.prewarm is not None else cluster.profile != "stock"
+
+
+def prewarm_parameters(cluster: ClusterSpec) -> dict[str, str]:
+    """pg_prewarm's library and its autoprewarm worker when the cluster :func:`prewarms`."""
+    if not prewarms(cluster):
+        return {}
+    return {"pg_prewarm.autoprewarm": "on", "pg_prewarm.autoprewarm_interval": "300s"}
 
 
 def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
@@ -227,6 +235,10 @@ def postgres_parameters(spec: Spec, cluster: ClusterSpec) -> dict[str, str]:
     params = replication_parameters(spec, cluster)
     if cluster.profile != "stock":
         params.update(_tuned_parameters(cluster))
+    if prewarms(cluster):
+        # pg_stat_statements for monitoring; pg_prewarm's autoprewarm worker (:data:`PREWARM_LIBRARY`)
+        params["shared_preload_libraries"] = f"{params['shared_preload_libraries']},{PREWARM_LIBRARY}"
+        params.update(prewarm_parameters(cluster))
     params.update({k: _pg_value(v) for k, v in cluster.parameters.items()})
     return params
 
@@ -256,10 +268,6 @@ def _tuned_parameters(cluster: ClusterSpec) -> dict[str, str]:
         "min_wal_size": f"{max_wal // 4}MB",
         "max_wal_size": f"{max_wal}MB",
         "checkpoint_completion_target": "0.9",
-        # pg_stat_statements for monitoring; pg_prewarm's autoprewarm worker (:data:`PREWARM_LIBRARY`)
-        "shared_preload_libraries": f"pg_stat_statements,{PREWARM_LIBRARY}",
-        "pg_prewarm.autoprewarm": "on",
-        "pg_prewarm.autoprewarm_interval": "300s",
         "pg_stat_statements.track": "all",
         "track_io_timing": "on",
         "jit": "off",

@@ -171,3 +171,14 @@ def test_database_settings_come_from_the_spec() -> None:
     app, plain = s.clusters[0].databases
     assert sizing.database_settings(app) == {"hnsw.ef_search": "120", "hnsw.iterative_scan": "relaxed_order"}
     assert sizing.database_settings(plain) == {}
+
+
+def test_prewarm_follows_the_profile_unless_the_spec_says() -> None:
+    tuned, stock = _spec(), _spec(profile="stock")
+    off, on = _spec(cluster={"prewarm": False}), _spec(profile="stock", cluster={"prewarm": True})
+    for s, expected in ((tuned, True), (stock, False), (off, False), (on, True)):
+        c = s.clusters[0]
+        p = sizing.postgres_parameters(s, c)
+        assert sizing.prewarms(c) is expected
+        assert ("pg_prewarm" in p["shared_preload_libraries"]) is expected and ("pg_prewarm.autoprewarm" in p) is expected
+        assert "pg_stat_statements" in p["shared_preload_libraries"]
