@@ -26,10 +26,15 @@ YesDestroy = yes_option("confirm: destroy the stack's servers and their data")
 
 def deploy(stack: StackArg,
            dry: Annotated[bool, typer.Option("--dry", help="show what would change, change nothing")] = False,
-           limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None) -> None:
+           limit: Annotated[str | None, typer.Option("--limit", help="only this host")] = None,
+           expect_no_changes: Annotated[bool, typer.Option("--expect-no-changes", help="exit 1 when anything changed (with "
+                                                                                   "--dry: would change): configuration drift")] = False) -> None:
     """Make the stack's hosts into the cluster the spec describes (safe to run again: no change, no effect)."""
-    result = deployment.run(Stack.open(stack), dry=dry, limit=limit)
+    result = deployment.run(Stack.open(_local_or_stored(stack)), dry=dry, limit=limit)
     console.print(deployment.summary(result), highlight=False)
+    if expect_no_changes and result.changes:
+        raise PgfleetError(f"drift: {result.changes} change(s) on the hosts of {stack} "
+                           f"({', '.join(sorted(result.changed))}); run 'pgfleet deploy {stack}' to converge them")
 
 
 OutputOpt = Annotated[str | None, typer.Option("--output", help="github: write the DSN, the CA and the stack's outputs to "

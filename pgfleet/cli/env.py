@@ -15,6 +15,7 @@ from pgfleet.errors import PgfleetError
 
 env_app = typer.Typer(no_args_is_help=True, help="Environments from templates (per pull request, per person), with an expiry.")
 console = Console(soft_wrap=True, highlight=False)
+YesDestroyEnv = yes_option("confirm: destroy its servers and data")
 StoreOpt = Annotated[str | None, typer.Option("--store", help=f"environment store URL (default: ${envstore.URL_ENV}, else "
                                                               f"${envstore.PULUMI_URL_ENV}): file:///DIR or s3://BUCKET?endpoint=…")]
 
@@ -64,7 +65,7 @@ def list_(store: StoreOpt = None) -> None:
 
 @env_app.command()
 def destroy(name: Annotated[str, typer.Argument(help="the environment")],
-            yes: yes_option("confirm: destroy its servers and data") = False,  # type: ignore[valid-type]
+            yes: YesDestroyEnv = False,  # type: ignore[valid-type]
             store: StoreOpt = None) -> None:
     """pulumi destroy the environment, remove its Pulumi stack, and forget it (store and checkout)."""
     envs.destroy(name, yes=yes, store=envstore.open_store(store))
