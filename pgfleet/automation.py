@@ -108,7 +108,8 @@ class Workspace:
         except auto.CommandError as e:
             what = "drift: pulumi preview found changes" if expect_no_changes else "pulumi preview failed"
             raise PulumiError(f"{what} for stack {name!r}: {_short(e)}") from None
-        return dict(result.change_summary)
+        # keys are OpType members (a str Enum whose f-string is "OpType.SAME"): their values read as Pulumi prints them
+        return {str(getattr(k, "value", k)): n for k, n in result.change_summary.items()}
 
     def destroy(self, name: str, config_file: Path) -> None:
         """``pulumi destroy``, then remove the stack (its history and config in the backend) too."""

@@ -10,7 +10,7 @@ import datetime as dt
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pgfleet import contract
 from pgfleet.server_types import LOCATIONS, SERVER_TYPES, ServerType
@@ -202,8 +202,8 @@ class EphemeralSpec(_Model):
     template: str = Field(pattern=_NAME)
     #: Who asked for it (a GitHub actor, ``pr-12``, a user name): a Hetzner label on every resource.
     owner: str = Field(pattern=LABEL_VALUE, min_length=1)
-    #: When it may be destroyed (timezone-aware).
-    expires: dt.datetime
+    #: When it may be destroyed; with its timezone, so every janitor agrees on the moment.
+    expires: AwareDatetime
 
     @property
     def expires_label(self) -> str:

@@ -16,6 +16,7 @@ from unittest.mock import create_autospec
 
 import pulumi.automation as auto
 import pytest
+from pulumi.automation.events import OpType
 
 #: the real library objects, kept before :func:`install` replaces the entry points
 LOCAL_WORKSPACE = auto.LocalWorkspace
@@ -66,7 +67,7 @@ class FakeBackend:
             self.calls.append(("preview", name, kw))
             self._maybe_fail(name)
             result = create_autospec(auto.PreviewResult, instance=True)
-            result.change_summary = {"same": 12}
+            result.change_summary = {OpType.SAME: 12}
             return result
 
         def outputs() -> dict[str, auto.OutputValue]:

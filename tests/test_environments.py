@@ -354,3 +354,14 @@ def test_checked_in_stacks_get_no_owner_or_expiry_labels(stacks: Path) -> None:
 
     run = run_program("staging")
     assert all("expires" not in c.inputs.get("labels", {}) for c in run.created)
+
+
+def test_an_expiry_without_a_timezone_is_refused_and_gc_leaves_that_file_alone(
+        stacks: Path, store: EnvironmentStore, pulumi: automation_fakes.FakeBackend) -> None:
+    create("pr-1", store=store, ttl="1h")
+    doc = yaml.safe_load(store.get("pr-1"))
+    doc["config"]["pgfleet:ephemeral"]["expires"] = "2020-01-01T00:00:00"  # which 00:00? every janitor would differ
+    store.put("pr-1", yaml.safe_dump(doc))
+    (action,) = envs.gc(dry_run=False, store=store)
+    assert action.action == "skipped" and "timezone" in action.why
+    assert store.names() == ["pr-1"] and not pulumi.calls
