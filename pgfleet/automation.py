@@ -34,6 +34,10 @@ class PulumiError(PgfleetError):
     """Pulumi (the CLI behind the Automation API) failed or is missing; the message says which command and why."""
 
 
+class StackMissing(PulumiError):
+    """The backend has no such stack (never brought up, or removed already)."""
+
+
 @dataclass(frozen=True)
 class Output:
     value: Any
@@ -67,7 +71,7 @@ class Workspace:
                 return auto.create_or_select_stack(name, work_dir=str(self.work_dir), opts=self._options())
             return auto.select_stack(name, work_dir=str(self.work_dir), opts=self._options())
         except auto.StackNotFoundError:
-            raise PulumiError(f"Pulumi has no stack {name!r} in {self._backend()}: nothing was created for it yet") from None
+            raise StackMissing(f"Pulumi has no stack {name!r} in {self._backend()}: nothing was created for it yet") from None
         except FileNotFoundError:
             raise PulumiError("the pulumi CLI is not installed (the Automation API drives it): install it, e.g. "
                               "curl -fsSL https://get.pulumi.com | sh, or the pulumi/actions setup step in CI") from None

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from pgfleet import envstore
 from pgfleet import spec as spec_mod
-from pgfleet.automation import PulumiError, Workspace
+from pgfleet.automation import PulumiError, StackMissing, Workspace
 from pgfleet.envstore import EnvironmentStore
 from pgfleet.errors import PgfleetError, SpecError
 from pgfleet.schema import _NAME, LABEL_VALUE, NAMESPACE, Spec
@@ -363,9 +363,14 @@ def publish(name: str, store: EnvironmentStore | None = None) -> bool:
     return True
 
 
-def destroy(name: str, *, yes: bool, store: EnvironmentStore | None = None, workspace: Workspace | None = None) -> None:
-    """``pulumi destroy`` and remove the stack, then forget the environment (store and checkout)."""
+def destroy(name: str, *, yes: bool, store: EnvironmentStore | None = None, workspace: Workspace | None = None,
+            missing_ok: bool = False) -> bool:
+    """``pulumi destroy`` and remove the stack, then forget the environment (store and checkout); False when
+    ``missing_ok`` and there was no such environment. A stack Pulumi never created (``up`` failed before it) has
+    nothing to destroy: the environment is forgotten all the same, so the janitor does not trip over it forever."""
     st = store or envstore.open_store()
+    if missing_ok and not st.has(name):
+        return False
     env = read(name, st.get(name))  # StoreError names the environments that exist
     if env.production:
         raise EnvironmentError(f"environment {name!r} is marked production: env destroy never touches it")
@@ -373,9 +378,13 @@ def destroy(name: str, *, yes: bool, store: EnvironmentStore | None = None, work
         raise EnvironmentError(f"'pgfleet env destroy {name}' destroys its servers and data (backups under "
                                f"/environments/{name} stay): run it again with --yes")
     path = fetch(name, st)
-    (workspace or Workspace()).destroy(name, path)
+    try:
+        (workspace or Workspace()).destroy(name, path)
+    except StackMissing:
+        pass
     st.delete(name)
     path.unlink(missing_ok=True)
+    return True
 
 
 @dataclass(frozen=True)

@@ -365,3 +365,14 @@ def test_an_expiry_without_a_timezone_is_refused_and_gc_leaves_that_file_alone(
     (action,) = envs.gc(dry_run=False, store=store)
     assert action.action == "skipped" and "timezone" in action.why
     assert store.names() == ["pr-1"] and not pulumi.calls
+
+
+def test_an_environment_pulumi_never_created_is_forgotten_and_a_missing_one_is_fine_with_missing_ok(
+        stacks: Path, store: EnvironmentStore, pulumi: automation_fakes.FakeBackend) -> None:
+    create(store=store)  # `up` never ran (or failed before Pulumi made the stack)
+    assert envs.destroy("pr-12", yes=True, store=store) is True
+    assert store.names() == [] and not [c for c in pulumi.calls if c[0] == "destroy"]
+    r = CliRunner().invoke(app, ["env", "destroy", "pr-12", "--yes", "--missing-ok"])
+    assert r.exit_code == 0 and "nothing to destroy" in r.output
+    r = CliRunner().invoke(app, ["env", "destroy", "pr-12", "--yes"])
+    assert r.exit_code == 1 and "no environment 'pr-12'" in str(r.exception)

@@ -66,10 +66,14 @@ def list_(store: StoreOpt = None) -> None:
 @env_app.command()
 def destroy(name: Annotated[str, typer.Argument(help="the environment")],
             yes: YesDestroyEnv = False,  # type: ignore[valid-type]
+            missing_ok: Annotated[bool, typer.Option("--missing-ok", help="no error when there is no such environment "
+                                                                          "(a pull request closed before it was made)")] = False,
             store: StoreOpt = None) -> None:
     """pulumi destroy the environment, remove its Pulumi stack, and forget it (store and checkout)."""
-    envs.destroy(name, yes=yes, store=envstore.open_store(store))
-    console.print(f"[green]destroyed[/green] {name}")
+    if envs.destroy(name, yes=yes, store=envstore.open_store(store), missing_ok=missing_ok):
+        console.print(f"[green]destroyed[/green] {name}")
+    else:
+        console.print(f"no environment {name}: nothing to destroy")
 
 
 @env_app.command()
