@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
+from pgfleet.errors import ClusterError
 from pgfleet.inventory import Inventory, InventoryHost
 
 
@@ -31,3 +33,27 @@ def command_line(command: str | Sequence[str]) -> str:
 def run(inv: Inventory, h: InventoryHost, command: str | Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``command`` (a shell line, or argv to quote) on ``h``; raises subprocess.TimeoutExpired after ``timeout``."""
     return subprocess.run(ssh_argv(inv, h, command_line(command)), capture_output=True, text=True, timeout=timeout)
+
+
+def wait_ssh(inv: Inventory, *, timeout: float = 300, interval: float = 5, echo: Callable[[str], object] = lambda _s: None) -> None:
+    """Until every host answers ``true`` over SSH: new cloud servers boot and run cloud-init for a minute or two
+    after Pulumi reports them created. ClusterError naming the hosts still silent and their last answer."""
+    waiting = {h.name: "no answer yet" for h in inv.hosts}
+    deadline = time.monotonic() + timeout
+    while True:
+        for h in [h for h in inv.hosts if h.name in waiting]:
+            try:
+                p = run(inv, h, "true", timeout=15)
+                if p.returncode == 0:
+                    del waiting[h.name]
+                    echo(f"{h.name} ({h.public_ip}): SSH answers")
+                else:
+                    waiting[h.name] = p.stderr.strip() or f"exit {p.returncode}"
+            except subprocess.TimeoutExpired:
+                waiting[h.name] = "timed out"
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"no SSH after {timeout:.0f} s on {', '.join(f'{n} ({why})' for n, why in waiting.items())}: "
+                               "check admin_cidrs covers this machine's address and the SSH key is loaded")
+        time.sleep(interval)

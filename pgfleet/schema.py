@@ -6,10 +6,11 @@ cross-field checks are :mod:`pgfleet.spec`, which re-exports these models.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pgfleet import contract
 from pgfleet.server_types import LOCATIONS, SERVER_TYPES, ServerType
@@ -193,6 +194,26 @@ class MonitoringSpec(_Model):
     vector_indexes: list[VectorIndexWatchSpec] = []
 
 
+#: A Hetzner label value: at most 63 characters, alphanumeric at both ends, ``-_.`` inside.
+LABEL_VALUE = r"^([a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?)?$"
+
+
+class EphemeralSpec(_Model):
+    """An environment made by ``pgfleet env create``: where it came from, who owns it, when ``env gc`` may destroy it."""
+
+    #: The stack it was made like (e.g. staging).
+    template: str = Field(pattern=_NAME)
+    #: Who asked for it (a GitHub actor, ``pr-12``, a user name): a Hetzner label on every resource.
+    owner: str = Field(pattern=LABEL_VALUE, min_length=1)
+    #: When it may be destroyed; with its timezone, so every janitor agrees on the moment.
+    expires: AwareDatetime
+
+    @property
+    def expires_label(self) -> str:
+        """ISO 8601 basic format in UTC (``20261202T051300Z``): Hetzner label values allow no ``:``."""
+        return self.expires.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
 class Spec(_Model):
     """One environment: everything pgfleet needs to build and run it."""
 
@@ -213,6 +234,8 @@ class Spec(_Model):
     failover: FailoverSpec = FailoverSpec()
     lab: LabSpec = LabSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    #: Set by ``pgfleet env create`` only.
+    ephemeral: EphemeralSpec | None = None
 
     @property
     def network_zone(self) -> str:
@@ -233,6 +256,21 @@ class Spec(_Model):
     def watched_cluster(self, watch: VectorIndexWatchSpec) -> ClusterSpec:
         """The cluster a watched vector index belongs to (the first cluster unless it names one)."""
         return self.cluster(watch.cluster or self.clusters[0].name)
+
+    def resource_name(self, group: str | None = None) -> str:
+        """A Hetzner resource's name: ``pgfleet-<env>`` (network, SSH key) or ``pgfleet-<env>-<group>``
+        (a cluster's or etcd's or monitoring's placement group and firewall, a cluster's load balancer)."""
+        return f"pgfleet-{self.environment}" + (f"-{group}" if group else "")
+
+    def resource_names(self) -> list[str]:
+        """Every name the stack's cloud resources and hosts get: each must be an RFC 1123 label (Hetzner, hostnames)."""
+        groups = [c.name for c in self.clusters] + (["etcd"] if self.etcd.placement == "dedicated" else [])
+        groups += ["monitoring"] if self.monitoring.enabled else []
+        hosts = [n for c in self.clusters for n in self.node_names(c)] + (self.etcd_names() if self.etcd.placement == "dedicated" else [])
+        hosts += [f"{self.environment}-client"] if self.lab.client_host and self.provider == "lab" else []
+        if self.monitoring.enabled:
+            hosts.append(self.monitoring.host.name if self.monitoring.host else f"{self.environment}-monitor")
+        return [self.resource_name(), *(self.resource_name(g) for g in groups), *hosts]
 
     def etcd_names(self) -> list[str]:
         """Host names that run etcd: dedicated nodes, or the first cluster's first members."""

@@ -332,7 +332,24 @@ def _semantic_problems(spec: Spec) -> list[Problem]:
         p.append(Problem(f"{ns}load_balancer.enabled", True, f"a Hetzner load balancer needs provider hcloud (this stack is {spec.provider})", "set load_balancer.enabled: false"))
     if spec.monitoring.enabled:
         p += _monitoring_problems(spec)
+    p += _name_problems(spec)
     return p
+
+
+#: RFC 1123 label: what Hetzner accepts as a server name and every host takes as its hostname.
+RFC1123_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _name_problems(spec: Spec) -> list[Problem]:
+    """Names derived from the environment and cluster names (``pgfleet-<env>-<cluster>``, ``<env>-<cluster>-<n>``)
+    must each be an RFC 1123 label of at most 63 characters, or Hetzner refuses the resource half-way through ``up``."""
+    too_long = [n for n in spec.resource_names() if not RFC1123_LABEL.fullmatch(n)]
+    if not too_long:
+        return []
+    longest = max(spec.resource_names(), key=len)
+    return [Problem("pgfleet:environment", spec.environment,
+                    f"derived resource names are not RFC 1123 labels of at most 63 characters: {', '.join(too_long)}",
+                    f"shorten the environment or cluster names by {max(0, len(longest) - 63)} or more characters")]
 
 
 def _monitoring_problems(spec: Spec) -> list[Problem]:

@@ -24,7 +24,7 @@ class Stack:
         self.name = name
         self.spec = spec
         self._file = file
-        self.provider: Provider = providers.get(name, spec)
+        self.provider: Provider = providers.get(name, spec, file)
         self._inventory: Inventory | None = None
         self._reachable = False
         self._secrets: Secrets | None = None

@@ -7,6 +7,7 @@
 - :mod:`pgfleet.cli.monitoring`: ``monitoring``, ``alerts``, ``top``
 - :mod:`pgfleet.cli.lab`: ``lab …``
 - :mod:`pgfleet.cli.vector`: ``vector advise``
+- :mod:`pgfleet.cli.env`: ``env create``, ``env list``, ``env destroy``, ``env gc``
 
 Every command that takes a STACK opens it with :meth:`pgfleet.stack.Stack.open`,
 which validates the stack file first and stops, naming every problem, before
@@ -20,7 +21,7 @@ import sys
 import typer
 from rich.console import Console
 
-from pgfleet.cli import backup, cluster, drill, lab, monitoring, stack, vector
+from pgfleet.cli import backup, cluster, drill, env, lab, monitoring, stack, vector
 from pgfleet.errors import PgfleetError, SpecError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL + pgvector fleets.")
@@ -31,6 +32,7 @@ for _group in (stack, cluster, backup, drill, monitoring):
         app.command()(_command)
 app.add_typer(lab.lab_app, name="lab")
 app.add_typer(vector.vector_app, name="vector")
+app.add_typer(env.env_app, name="env")
 
 
 def main() -> None:

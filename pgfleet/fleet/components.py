@@ -75,7 +75,7 @@ class FleetNetwork(pulumi.ComponentResource):
 
     def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE}:FleetNetwork", name, None, opts)
-        self.network = hcloud.Network(name, name=f"pgfleet-{spec.environment}", ip_range=spec.network.ip_range,
+        self.network = hcloud.Network(name, name=spec.resource_name(), ip_range=spec.network.ip_range,
                                       labels=policy.labels(spec), opts=_child(self))
         self.network_id = _int_id(self.network)
         self.subnet = hcloud.NetworkSubnet(f"{name}-subnet", network_id=self.network_id, type="cloud",
@@ -88,7 +88,7 @@ class FleetAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE}:FleetAccess", name, None, opts)
-        self.ssh_key = hcloud.SshKey(name, name=f"pgfleet-{spec.environment}", public_key=spec.ssh_public_key,
+        self.ssh_key = hcloud.SshKey(name, name=spec.resource_name(), public_key=spec.ssh_public_key,
                                      labels=policy.labels(spec), opts=_child(self))
         self.user_data = policy.user_data(spec)
         self.register_outputs({"ssh_key_id": self.ssh_key.id})
@@ -100,7 +100,7 @@ class _ServerGroup(pulumi.ComponentResource):
     def __init__(self, kind: str, name: str, spec: Spec, hosts: list[HostPlan], *, roles: tuple[str, ...],
                  access: FleetAccess, network: FleetNetwork, opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(f"{TYPE}:{kind}", name, None, opts)
-        group_name = f"pgfleet-{spec.environment}-{name}"
+        group_name = spec.resource_name(name)
         group_labels = policy.labels(spec, cluster=hosts[0].cluster) if hosts else policy.labels(spec)
         self.placement_group = hcloud.PlacementGroup(f"{name}-spread", name=group_name, type="spread",
                                                      labels=group_labels, opts=_child(self))
@@ -187,7 +187,7 @@ class ClusterLoadBalancer(pulumi.ComponentResource):
         super().__init__(f"{TYPE}:ClusterLoadBalancer", name, None, opts)
         cluster = spec.clusters[cluster_index].name
         self.load_balancer = hcloud.LoadBalancer(
-            name, name=f"pgfleet-{spec.environment}-{cluster}", load_balancer_type=spec.load_balancer.type,
+            name, name=spec.resource_name(cluster), load_balancer_type=spec.load_balancer.type,
             location=spec.location, algorithm=hcloud.LoadBalancerAlgorithmArgs(type="least_connections"),
             labels=policy.labels(spec, cluster=cluster), opts=_child(self),
         )

@@ -97,8 +97,14 @@ def firewall_rules(spec: Spec, roles: tuple[str, ...]) -> list[FirewallRule]:
 
 
 def labels(spec: Spec, host: HostPlan | None = None, cluster: str | None = None) -> dict[str, str]:
-    """Hetzner labels: find a stack's resources in the console and by label selector."""
+    """Hetzner labels: find a stack's resources in the console and by label selector.
+
+    Environments made by ``pgfleet env create`` also carry ``owner``, ``template`` and ``expires`` (UTC, ISO 8601 basic),
+    so a forgotten server can be traced to whoever made it, and found past its expiry, from Hetzner's console alone.
+    """
     out = {"managed-by": "pgfleet", "environment": spec.environment}
+    if spec.ephemeral is not None:
+        out |= {"owner": spec.ephemeral.owner, "template": spec.ephemeral.template, "expires": spec.ephemeral.expires_label}
     cluster = host.cluster if host is not None and host.cluster else cluster
     if cluster:
         out["cluster"] = cluster

@@ -7,6 +7,8 @@ only place outside spec validation that looks at ``spec.provider``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pgfleet.providers.base import Provider
 from pgfleet.spec import Spec
 
@@ -28,9 +30,9 @@ def provider_class(spec: Spec) -> type[Provider]:
     raise ValueError(f"unknown provider {spec.provider!r}")  # spec validation admits only the three above
 
 
-def get(stack: str, spec: Spec) -> Provider:
-    """The provider of ``stack`` (its name: Pulumi stack, state directory) with the validated ``spec``."""
-    return provider_class(spec)(stack, spec)
+def get(stack: str, spec: Spec, file: Path | None = None) -> Provider:
+    """The provider of ``stack`` (its name: Pulumi stack, state directory) with the validated ``spec`` (from ``file``)."""
+    return provider_class(spec)(stack, spec, file)
 
 
 __all__ = ["Provider", "get", "provider_class"]

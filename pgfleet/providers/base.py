@@ -12,6 +12,7 @@ import shlex
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 from pgfleet import remote
 from pgfleet.errors import ClusterError, NotPossible
@@ -32,9 +33,11 @@ class Provider(ABC):
     #: the object store's TLS certificate comes from the cluster CA (else: system trust)
     object_store_uses_cluster_ca: bool = False
 
-    def __init__(self, stack: str, spec: Spec) -> None:
+    def __init__(self, stack: str, spec: Spec, file: Path | None = None) -> None:
         self.stack = stack
         self.spec = spec
+        #: the stack file (Pulumi reads its config from it); None: ``stacks/Pulumi.<stack>.yaml``
+        self.file = file
 
     # ---- hosts and secrets
 

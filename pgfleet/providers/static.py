@@ -1,6 +1,6 @@
 """Provider ``static``: machines that exist already (e.g. Hetzner Robot bare metal), listed in the spec.
 
-Pulumi holds only the stack's secrets; nothing is created, and nothing can
+Pulumi holds only the stack's secrets (``pgfleet up`` runs the program for them); no machine is created, and nothing can
 power a machine off. Isolation uses the member's own nftables over SSH.
 """
 
@@ -27,9 +27,6 @@ def from_static(spec: Spec, stack: str) -> Inventory:
 class StaticProvider(PulumiStackProvider):
     def inventory(self) -> Inventory:
         return from_static(self.spec, self.stack)
-
-    def create_hosts(self) -> None:
-        """The machines exist already."""
 
     def power_off(self, inv: Inventory, member: str) -> None:
         raise NotPossible(f"powering a member off on provider {self.spec.provider!r} is not possible from pgfleet: "
