@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the receivers the lab tests use: one 
 
 from monitoring_receivers import Webhook  # noqa: E402
 
-from pgfleet import contract  # noqa: E402
+from pgfleet import contract, sizing  # noqa: E402
 from pgfleet import lab as lab_mod  # noqa: E402
 from pgfleet.lab import objectstore  # noqa: E402
 from pgfleet.lab.layout import Layout  # noqa: E402
@@ -34,8 +34,10 @@ from pgfleet.monitoring.client import Prometheus  # noqa: E402
 from pgfleet.stack import Stack  # noqa: E402
 
 #: Units sampled per host (the monitoring host's own node_exporter included).
-NODE_UNITS = [u for name, u in contract.EXPORTER_UNITS.items() if name != "pgbouncer"] + [
-    contract.pgbouncer_exporter_unit(p) for p in (1, 2)]  # one PgBouncer exporter per process (two on the lab's cx23)
+def node_units(spec) -> list[str]:  # type: ignore[no-untyped-def]
+    """Exporter units of a database node: one PgBouncer exporter per PgBouncer process."""
+    return [u for name, u in contract.EXPORTER_UNITS.items() if name != "pgbouncer"] + [
+        contract.pgbouncer_exporter_unit(p) for p in contract.pgbouncer_processes(sizing.pgbouncer_processes(spec.clusters[0]))]
 MONITOR_UNITS = [contract.PROMETHEUS_UNIT, contract.ALERTMANAGER_UNIT, contract.PROBE_UNIT, contract.EXPORTER_UNITS["node"]]
 
 SAMPLE = r"""
@@ -131,7 +133,7 @@ def main() -> None:
     (mon,) = st.inventory().by_role("monitor")
     prom = Prometheus(f"https://{mon.public_ip}:{contract.PROMETHEUS_PORT}", st.secrets.ca_cert_pem)
     db = st.inventory().by_role("postgres")[0].name
-    resources = {db: sample(st.spec, db, NODE_UNITS, a.window), mon.name: sample(st.spec, mon.name, MONITOR_UNITS, a.window)}
+    resources = {db: sample(st.spec, db, node_units(st.spec), a.window), mon.name: sample(st.spec, mon.name, MONITOR_UNITS, a.window)}
     hook = Webhook().start(st.spec)
     try:
         losses = [node_loss(st, prom, hook) for _ in range(a.runs)]

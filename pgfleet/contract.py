@@ -206,21 +206,26 @@ HAPROXY_UNIT = "haproxy.service"
 PGBACKREST_UNIT = "pgbackrest.service"
 NFTABLES_UNIT = "nftables.service"
 LEADER_AWAY_UNIT = "pgfleet-etcd-leader-away.service"
-def pgbouncer_unit(process: int) -> str:
+def pgbouncer_unit(process: int | str) -> str:
     return PGBOUNCER_TEMPLATE_UNIT.replace("@", f"@{process}")
 
 
-def pgbouncer_config(process: int) -> str:
+def pgbouncer_config(process: int | str) -> str:
     return f"/etc/pgbouncer/pgbouncer-{process}.ini"
 
 
-def pgbouncer_socket_dir(process: int) -> str:
+def pgbouncer_socket_dir(process: int | str) -> str:
     """Each process's own Unix socket (its stats console, and its peers' route for forwarded cancels)."""
     return f"/run/pgbouncer/{process}"
 
 
-def pgbouncer_exporter_unit(process: int) -> str:
+def pgbouncer_exporter_unit(process: int | str) -> str:
     return PGBOUNCER_EXPORTER_TEMPLATE_UNIT.replace("@", f"@{process}")
+
+
+def pgbouncer_processes(count: int) -> list[int]:
+    """The process numbers of a node that runs ``count`` PgBouncer processes (``pgbouncer@1`` …)."""
+    return list(range(1, count + 1))
 
 
 def pgbouncer_exporter_port(process: int) -> int:

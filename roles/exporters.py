@@ -37,7 +37,7 @@ def instances(d: dict, name: str) -> list[tuple[str, int]]:
     """(unit, PgBouncer process) of exporter ``name``: one instance per PgBouncer process (the exporter reads one
     console), one Debian unit for the others (process 0)."""
     if name == "pgbouncer":
-        return [(contract.pgbouncer_exporter_unit(p), p) for p in range(1, d["pgbouncer_processes"] + 1)]
+        return [(contract.pgbouncer_exporter_unit(p), p) for p in contract.pgbouncer_processes(d["pgbouncer_processes"])]
     return [(contract.EXPORTER_UNITS[name], 0)]
 
 
@@ -94,15 +94,13 @@ def web_config(d: dict) -> str:
 
 def default_file(d: dict, name: str, monitor_password: str, process: int = 0) -> str:
     env, args = environment(d, name, monitor_password, process)
-    unit = instances(d, name)[max(0, process - 1)][0]
-    return default_text(unit, env, args)
+    return default_text(contract.pgbouncer_exporter_unit(process) if process else contract.EXPORTER_UNITS[name], env, args)
 
 
 def pgbouncer_exporter_unit() -> str:
     """The template unit of the per-process PgBouncer exporters (Debian's unit reads one fixed /etc/default file)."""
     return render("exporters/prometheus-pgbouncer-exporter@.service.j2", user=contract.EXPORTER_USERS["pgbouncer"],
-                  default_file=contract.default_file(contract.pgbouncer_exporter_unit("%i")),  # type: ignore[arg-type]
-                  pgbouncer=contract.pgbouncer_unit("%i"))  # type: ignore[arg-type]
+                  default_file=contract.default_file(contract.pgbouncer_exporter_unit("%i")), pgbouncer=contract.pgbouncer_unit("%i"))
 
 
 def override(d: dict) -> str:
@@ -133,8 +131,11 @@ def apply(tls_reissued: bool = False) -> None:
             masked = files.link(name="Debian's single PgBouncer exporter masked", path=f"/etc/systemd/system/{package}", target="/dev/null")
             template = put("PgBouncer exporter unit (one instance per process)",
                            f"/etc/systemd/system/{contract.PGBOUNCER_EXPORTER_TEMPLATE_UNIT}", pgbouncer_exporter_unit())
-            systemd.daemon_reload(name="systemd: reload units (PgBouncer exporters)", _if=lambda: masked.did_change() or template.did_change())
-            for p in range(d.pgbouncer_processes, contract.PGBOUNCER_MAX_PROCESSES):
+            template_conf = put("pgbouncer exporter unit settings (every instance)",
+                                f"/etc/systemd/system/{contract.PGBOUNCER_EXPORTER_TEMPLATE_UNIT}.d/pgfleet.conf", override(data()))
+            systemd.daemon_reload(name="systemd: reload units (PgBouncer exporters)",
+                                  _if=lambda: masked.did_change() or template.did_change() or template_conf.did_change())
+            for p in range(d.pgbouncer_processes, contract.PGBOUNCER_MAX_PROCESSES):  # fewer processes than before
                 systemd.service(name=f"pgbouncer exporter {p + 1} stopped (not needed)", service=contract.pgbouncer_exporter_unit(p + 1),
                                 running=False, enabled=False)
         for unit, process in instances(data(), name):
@@ -142,8 +143,9 @@ def apply(tls_reissued: bool = False) -> None:
             was_running = host.get_fact(ServiceActive, unit=unit)
             # the default file holds the monitoring password: root only (systemd reads it before dropping privileges)
             default = put(f"{label} settings", contract.default_file(unit), default_file(data(), name, monitor_pw, process), mode="0600")
-            drop_in = unit if not process else contract.PGBOUNCER_EXPORTER_TEMPLATE_UNIT
-            unit_conf = put(f"{label} unit settings", f"/etc/systemd/system/{drop_in}.d/pgfleet.conf", override(data()))
+            # a PgBouncer exporter instance reads its template's drop-in (written once above)
+            unit_conf = template_conf if process else put(f"{label} unit settings", f"/etc/systemd/system/{unit}.d/pgfleet.conf",
+                                                          override(data()))
             systemd.daemon_reload(name="systemd: reload units", _if=unit_conf.did_change)
             systemd.service(name=f"{label} running", service=unit, running=True, enabled=True)
             if was_running:

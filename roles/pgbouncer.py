@@ -34,7 +34,7 @@ def limits(d: dict, nofile: int) -> dict[str, int]:
 
 
 def processes(d: dict) -> list[int]:
-    return list(range(1, d["pgbouncer_processes"] + 1))
+    return contract.pgbouncer_processes(d["pgbouncer_processes"])
 
 
 def ini(d: dict, max_client_conn: int, process: int = 1) -> str:
@@ -48,8 +48,7 @@ def ini(d: dict, max_client_conn: int, process: int = 1) -> str:
 def unit(d: dict, nofile: int) -> str:
     """The template unit every process runs from (``%i`` is the process number)."""
     return render("pgbouncer/pgbouncer@.service.j2", port=contract.PGBOUNCER_PORT, user=contract.POSTGRES_OS_USER,
-                  config=contract.pgbouncer_config("%i"),  # type: ignore[arg-type]
-                  runtime_dir=contract.pgbouncer_socket_dir("%i").removeprefix("/run/"),  # type: ignore[arg-type]
+                  config=contract.pgbouncer_config("%i"), runtime_dir=contract.pgbouncer_socket_dir("%i").removeprefix("/run/"),
                   nofile=nofile, tls_group=d["tls_group"])
 
 

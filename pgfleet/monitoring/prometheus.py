@@ -79,7 +79,7 @@ def _static(t: Target, port: int, process: int | None = None) -> dict[str, Any]:
 
 def _statics(j: Job, t: Target) -> list[dict[str, Any]]:
     if j.per_process:
-        return [_static(t, j.port + p - 1, p) for p in range(1, t.pgbouncer_processes + 1)]
+        return [_static(t, contract.pgbouncer_exporter_port(p), p) for p in contract.pgbouncer_processes(t.pgbouncer_processes)]
     return [_static(t, j.port)]
 
 
