@@ -33,8 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PGBENCH = shutil.which("pgbench") or "pgbench"
 
 
+def pgbench_major() -> str:
+    """The major of the pgbench (and libpq) that runs: the DSN is asked for that libpq, and recorded."""
+    out = subprocess.run([PGBENCH, "--version"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"\b(\d+)(?:\.\d+)?", out)
+    if not m:
+        raise SystemExit(f"cannot read pgbench's version from {out!r}")
+    return m.group(1)
+
+
 def dsn(*flags: str) -> str:
-    return results_file.timed_cli("dsn", "lab", "--libpq", "15", *flags)[1].strip()
+    return results_file.timed_cli("dsn", "lab", "--libpq", pgbench_major(), *flags)[1].strip()
 
 
 def server_connections(spec, stop: threading.Event, out: list[int]) -> None:  # type: ignore[no-untyped-def]
@@ -51,18 +60,18 @@ def server_connections(spec, stop: threading.Event, out: list[int]) -> None:  # 
 
 
 #: /proc/PID/stat's utime + stime + cutime + cstime of every process named so: a process's own time plus what its
-#: reaped children used (the postmaster's children, backends that ended), each counted once.
-CPU_TICKS = ("for n in {names}; do for p in $(pgrep -x $n); do echo $n $(cut -d')' -f2 /proc/$p/stat | "
+#: reaped children used (the postmaster's children, backends that ended), each counted once; first line: the
+#: node's clock ticks per second.
+CPU_TICKS = ("getconf CLK_TCK; for n in {names}; do for p in $(pgrep -x $n); do echo $n $(cut -d')' -f2 /proc/$p/stat | "
              "awk '{{print $12+$13+$14+$15}}'); done; done")
-TICKS_PER_SECOND = 100  # USER_HZ on Linux
 
 
 def cpu_seconds(spec, node: str, names: tuple[str, ...]) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    out = lab_mod.run(spec, node, CPU_TICKS.format(names=" ".join(names)), check=False, timeout=20).stdout
+    hz, *lines = lab_mod.run(spec, node, CPU_TICKS.format(names=" ".join(names)), timeout=20).stdout.splitlines()
     totals = dict.fromkeys(names, 0.0)
-    for line in out.splitlines():
+    for line in lines:
         name, ticks = line.split()
-        totals[name] += int(ticks) / TICKS_PER_SECOND
+        totals[name] += int(ticks) / int(hz)
     return totals
 
 
@@ -71,7 +80,10 @@ def primary_node(spec) -> str:  # type: ignore[no-untyped-def]
     from pgfleet.stack import Stack
 
     st = Stack.open("lab")
-    return cluster_mod.leader(cluster_mod.members(st.inventory(), spec.clusters[0].name, st.secrets)).name
+    leader = cluster_mod.leader(cluster_mod.members(st.inventory(), spec.clusters[0].name, st.secrets))
+    if leader is None:
+        raise SystemExit("no leader: the cluster is not healthy, nothing to measure")
+    return leader.name
 
 
 def pgbench(conninfo: str, clients: int, seconds: int, connect_each: bool) -> dict[str, object]:
@@ -125,7 +137,7 @@ def main() -> None:
              for c in sorted({r["clients"] for r in runs}) for ce in (False, True)
              for p in [next(r for r in runs if r["endpoint"] == "pooled" and r["clients"] == c and r["connect_per_transaction"] == ce)]
              for d in [next(r for r in runs if r["endpoint"] == "direct" and r["clients"] == c and r["connect_per_transaction"] == ce)]}
-    results_file.write("pooler", {"seconds": a.seconds, "scale": a.scale, "pgbench": "15 (this machine), -S -M simple -j 2",
+    results_file.write("pooler", {"seconds": a.seconds, "scale": a.scale, "pgbench": f"{pgbench_major()} (this machine), -S -M simple -j 2",
                                   "pgbouncer_processes_per_node": sizing.pgbouncer_processes(spec.clusters[0]),
                                   "runs": runs, "pooled_over_direct_tps": ratio})
 

@@ -50,7 +50,8 @@ from typing import Any
 
 import results_file  # bench/results_file.py (this script's own folder is on sys.path)
 
-from pgfleet.probe.measure import Neighbour, node_types, query_recall
+from pgfleet.probe.measure import Neighbour, connect, node_types, query_recall  # connect: no prepared statements, as a pooled client
+from pgfleet.vector import advise
 
 NAME = "vector"
 TABLE = "bench_docs"
@@ -65,16 +66,15 @@ RERANK = (40, 100, 200)
 #: settings each run records: the profiles differ in these
 SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem", "max_parallel_maintenance_workers",
             "max_parallel_workers_per_gather", "random_page_cost", "jit", "hnsw.ef_search", "hnsw.iterative_scan",
-            "shared_preload_libraries", "huge_pages", "server_version")
+            "huge_pages", "server_version")  # shared_preload_libraries is the superuser's: prewarm_state reads it
 
 
 # ---- pure parts (the unit suite tests them without numpy or a cluster)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0–100) of a non-empty sample."""
-    s = sorted(values)
-    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+    """Nearest-rank percentile, p in 0–100: pgfleet.vector.advise's, the one ``vector advise`` reports."""
+    return advise.percentile(values, p / 100)
 
 
 def latency_summary(seconds: Sequence[float], wall: float) -> dict[str, float | int]:
@@ -203,13 +203,6 @@ def endpoints(stack: str, given: Sequence[str] = ()) -> dict[str, str]:
     return {name: own.get(name) or dsn_from_cli(stack, *flags) for name, flags in ENDPOINT_FLAGS.items()}
 
 
-def connect(dsn: str):  # type: ignore[no-untyped-def]
-    import psycopg
-
-    # no server-side prepared statements: what a simple client through transaction pooling does
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
-
-
 ANN = f"SELECT id, embedding <=> %(q)s::vector AS d FROM {TABLE} ORDER BY d LIMIT %(k)s"
 ANN_FILTERED = f"SELECT id, embedding <=> %(q)s::vector AS d FROM {TABLE} WHERE category = %(c)s ORDER BY d LIMIT %(k)s"
 ANN_HALF = (f"SELECT id, embedding <=> %(q)s::vector AS d FROM {TABLE} "
@@ -247,13 +240,15 @@ def run_queries(dsn: str, sql: str, params: Sequence[dict[str, Any]], settings: 
 
 
 def server_settings(dsn: str) -> dict[str, str]:
+    import psycopg
+
     with connect(dsn) as conn:
         conn.execute("SELECT '[1]'::vector")  # loads pgvector, whose hnsw.* settings exist only from then on
         out = {}
         for name in SETTINGS:
             try:
                 out[name] = conn.execute(f"SHOW {name}").fetchone()[0]
-            except Exception as e:  # an unknown setting (hnsw.* before the extension loads) is an answer too
+            except psycopg.errors.UndefinedObject as e:  # an unknown setting is an answer too; anything else fails
                 out[name] = f"? {type(e).__name__}"
         return out
 
@@ -356,22 +351,32 @@ def phase_recall(data: Data, eps: dict[str, str], ef_values: Sequence[int], quer
 _TEXTS: list[str] = []
 
 
-def _client(args: tuple[str, int, float, float, int]) -> tuple[list[float], int]:
-    """One client process: its own connection, queries from its own offset until ``end`` (after ``start``)."""
+def _client(args: tuple[str, int, float, float, int]) -> tuple[list[float], int, str]:
+    """One client process: its own connection, queries from its own offset until ``end`` (after ``start``).
+    A failed query is counted and its connection replaced (as an application's pool would); the first error's
+    text is kept."""
     dsn, ef, start, end, offset = args
     texts = _TEXTS
     lat: list[float] = []
-    errors = 0
-    with connect(dsn) as conn:
-        time.sleep(max(0.0, start - time.time()))
-        i = offset
-        while time.time() < end:
-            try:
-                lat.append(timed_query(conn, ANN, {"q": texts[i % len(texts)], "k": 10}, {"hnsw.ef_search": ef})[1])
-            except Exception:  # noqa: BLE001 — counted, not fatal: a figure, not a test
-                errors += 1
-            i += 1
-    return lat, errors
+    errors, first_error = 0, ""
+    conn = connect(dsn)
+    time.sleep(max(0.0, start - time.time()))
+    i = offset
+    while time.time() < end:
+        try:
+            if conn is None:
+                conn = connect(dsn)
+            lat.append(timed_query(conn, ANN, {"q": texts[i % len(texts)], "k": 10}, {"hnsw.ef_search": ef})[1])
+        except Exception as e:  # noqa: BLE001 — counted and named in the results: a figure, not a test
+            errors += 1
+            first_error = first_error or f"{type(e).__name__}: {e}".strip()[:300]
+            if conn is not None:
+                conn.close()
+            conn, _ = None, time.sleep(0.1)
+        i += 1
+    if conn is not None:
+        conn.close()
+    return lat, errors, first_error
 
 
 def phase_clients(data: Data, eps: dict[str, str], ef: int, clients: Sequence[int], seconds: float,
@@ -387,6 +392,7 @@ def phase_clients(data: Data, eps: dict[str, str], ef: int, clients: Sequence[in
                 out = pool.map(_client, args)
             lat = [s for o in out for s in o[0]]
             r = {"endpoint": name, "clients": c, "ef_search": ef, "seconds": seconds, "errors": sum(o[1] for o in out),
+                 "first_error": next((o[2] for o in out if o[2]), ""),
                  **latency_summary(lat, seconds)}
             print(r, flush=True)
             runs.append(r)
