@@ -146,11 +146,3 @@ def _short(e: Exception) -> str:
     """The CLI's last lines: the reason, without pages of engine log."""
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return "\n".join(lines[-8:])
-
-
-def output(name: str, key: str) -> Any:
-    """One output of a deployed stack (a secret one in clear: only for pgfleet's own use)."""
-    outs = Workspace(echo=lambda _line: None).outputs(name)
-    if key not in outs:
-        raise PulumiError(f"stack {name!r} has no output {key!r} (outputs: {', '.join(outs) or 'none'}): run 'pgfleet up {name}'")
-    return outs[key].value

@@ -32,7 +32,7 @@ from pgfleet import spec as spec_mod
 from pgfleet.automation import PulumiError, StackMissing, Workspace
 from pgfleet.envstore import EnvironmentStore
 from pgfleet.errors import PgfleetError, SpecError
-from pgfleet.schema import _NAME, LABEL_VALUE, NAMESPACE, Spec
+from pgfleet.schema import _NAME, NAMESPACE, Spec
 
 DEFAULT_TTL = "24h"
 #: Longer than this is not an ephemeral environment: make a stack file of its own.
@@ -265,8 +265,6 @@ def create(name: str, like: str, *, ttl: str = DEFAULT_TTL, sets: list[str] = ()
     settings = [parse_set(s) for s in sets]
     ranges = runner_cidrs(runner)
     owner_label = label_value(owner) if owner else default_owner()
-    if not re.fullmatch(LABEL_VALUE, owner_label):
-        raise EnvironmentError(f"--owner {owner!r} cannot be a Hetzner label")
     if like == name:
         raise EnvironmentError(f"an environment cannot be made like itself ({name!r}): name a template, e.g. --like staging")
     try:
@@ -380,8 +378,12 @@ def destroy(name: str, *, yes: bool, store: EnvironmentStore | None = None, work
     path = fetch(name, st)
     try:
         (workspace or Workspace()).destroy(name, path)
-    except StackMissing:
-        pass
+    except StackMissing as e:
+        # forgotten only if Pulumi never made it: `up` stores the stack's salt back once Pulumi has touched it, so a
+        # stored salt with no stack means this Pulumi backend is not the environment's (its servers may be running)
+        if any("encryptionsalt" in (yaml.safe_load(text) or {}) for text in (st.get(name), path.read_text())):
+            raise EnvironmentError(f"{e}, yet {name!r} was brought up (its stored stack has Pulumi's salt): is "
+                                   "PULUMI_BACKEND_URL the backend it was made with? Nothing was deleted") from None
     st.delete(name)
     path.unlink(missing_ok=True)
     return True

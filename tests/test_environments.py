@@ -376,3 +376,15 @@ def test_an_environment_pulumi_never_created_is_forgotten_and_a_missing_one_is_f
     assert r.exit_code == 0 and "nothing to destroy" in r.output
     r = CliRunner().invoke(app, ["env", "destroy", "pr-12", "--yes"])
     assert r.exit_code == 1 and "no environment 'pr-12'" in str(r.exception)
+
+
+def test_an_environment_that_was_brought_up_but_has_no_stack_here_is_not_forgotten(
+        stacks: Path, store: EnvironmentStore, pulumi: automation_fakes.FakeBackend) -> None:
+    """A stored salt means Pulumi made the stack: missing from this backend, its servers may still run elsewhere."""
+    create(store=store)
+    doc = yaml.safe_load(store.get("pr-12"))
+    doc["encryptionsalt"] = "v1:prsalt"  # what `up` stores back once Pulumi touched the stack
+    store.put("pr-12", yaml.safe_dump(doc))
+    with pytest.raises(envs.EnvironmentError, match="PULUMI_BACKEND_URL"):
+        envs.destroy("pr-12", yes=True, store=store)
+    assert store.names() == ["pr-12"]

@@ -54,6 +54,20 @@ def test_the_five_workflows_exist() -> None:
     assert [p.name for p in workflow_files()] == ["ci.yml", "deploy.yml", "drift.yml", "janitor.yml", "pr-environment.yml"]
 
 
+def test_a_step_that_pipes_a_command_fails_when_the_command_fails() -> None:
+    """GitHub's default shell (bash -e) has no pipefail: a `pgfleet … | tee` step would pass on tee's exit code.
+    `shell: bash` runs it with -eo pipefail."""
+    piped = [(path.name, step.get("name")) for path in workflow_files()
+             for job in yaml.safe_load(path.read_text())["jobs"].values() for step in job.get("steps", [])
+             if any(re.search(r"pgfleet\b.*\s\|\s", line) for line in step.get("run", "").splitlines())]
+    assert piped, "the deploy workflow pipes its previews into files"
+    for path in workflow_files():
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                if (path.name, step.get("name")) in piped:
+                    assert step.get("shell") == "bash" or "pipefail" in step["run"], (path.name, step.get("name"))
+
+
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
 def test_workflow_is_valid_against_githubs_schema(path: Path) -> None:
     p = check_jsonschema(path)
