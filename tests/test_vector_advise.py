@@ -400,3 +400,13 @@ def test_index_selection_and_a_named_index_no_database_has(monkeypatch: pytest.M
     r = CliRunner().invoke(app, ["vector", "advise", "lab", "--index", "typo_idx"])
     assert r.exit_code == 2 and "no hnsw or ivfflat index typo_idx" in r.output
     assert CliRunner().invoke(app, ["vector", "advise", "lab", "--index", "items_embedding_idx"]).exit_code == 0
+
+
+def test_a_primary_whose_churn_cannot_be_read_is_named_in_the_report() -> None:
+    d = db_report(measured())
+    assert report.to_json(CTX, [d], SPEC_DBS)["databases"][0]["churn_error"] is None
+    d.churn_error = "OperationalError: connection refused"
+    assert report.to_json(CTX, [d], SPEC_DBS)["databases"][0]["churn_error"] == "OperationalError: connection refused"
+    out = io.StringIO()
+    report.render(Console(file=out, width=200), CTX, [d], SPEC_DBS)
+    assert "no churn figures from the primary: OperationalError: connection refused" in out.getvalue()

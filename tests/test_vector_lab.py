@@ -101,6 +101,7 @@ def test_advise_finds_the_ef_search_that_reaches_the_target_and_its_sql_reaches_
         assert ix["measured"] and ix["owner_settings"] == {"hnsw.ef_search": LOW_EF_SEARCH}
         assert ix["recall"] < 0.99 and not ix["search"]["reaches_target_now"]
         assert doc["databases"][0]["measured_on"]["replica"] is True
+        assert doc["databases"][0]["churn_error"] is None  # the primary's counters were read
         [a] = [a for a in ix["advice"] if a["kind"] == "ef_search"]
         value = a["setting"]["hnsw.ef_search"]
         assert a["basis"] == "measured" and value in EF_SEARCH_CANDIDATES and ix["search"]["found"]["recall"] >= 0.99
@@ -135,6 +136,8 @@ def test_a_rebuild_is_estimated_in_the_scratch_database_and_the_users_table_is_u
         assert builds == [(4, 8), (8, 16), (16, 32)]
         assert all(b["search"]["current"]["set_by_advise"] for b in ix["builds"])
         rebuild = [a for a in ix["advice"] if a["kind"] == "rebuild"]
+        # either a better build was found and is advised (estimated), or the report says none was: never neither
+        assert bool(rebuild) == (ix["rebuild_note"] is None), (rebuild, ix["rebuild_note"])
         assert all(a["basis"] == "estimated" and a["sql"][0].startswith("CREATE INDEX CONCURRENTLY") for a in rebuild)
         assert code == (1 if ix["advice"] else 0)
         with psycopg.connect(direct, autocommit=True) as conn:

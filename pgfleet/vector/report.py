@@ -132,7 +132,7 @@ def to_json(ctx: Context, reports: Sequence[DatabaseReport], databases: Mapping[
     return {
         "stack": ctx.stack, "cluster": ctx.cluster, "target_recall": ctx.target, "k": ctx.k, "sample": ctx.sample,
         "exit_code": code_for(reports),
-        "databases": [{"name": d.name, "owner": d.owner, "dsn": d.dsn, "error": d.error,
+        "databases": [{"name": d.name, "owner": d.owner, "dsn": d.dsn, "error": d.error, "churn_error": d.churn_error,
                        "measured_on": {"host": d.view.host, "replica": d.view.in_recovery} if d.view else None}
                       for d in reports],
         "indexes": [_index(ctx, d, r) for d in reports for r in d.indexes],
@@ -192,6 +192,8 @@ def render(out: Console, ctx: Context, reports: Sequence[DatabaseReport], databa
         out.print(f"[bold]{ctx.stack} / {ctx.cluster} / {d.name}[/bold] — measured as {d.owner} on {where}", highlight=False)
         if d.error:
             out.print(f"[red]could not measure:[/red] {escape(d.error)}", highlight=False, soft_wrap=True)
+        if d.churn_error:
+            out.print(f"[yellow]no churn figures from the primary:[/yellow] {escape(d.churn_error)}", highlight=False, soft_wrap=True)
         elif not d.indexes:
             out.print("no hnsw or ivfflat index", highlight=False)
         for r in d.indexes:

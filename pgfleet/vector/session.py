@@ -147,6 +147,8 @@ class DatabaseReport:
     view: SessionView | None = None
     indexes: list[IndexReport] = field(default_factory=list)
     error: str | None = None
+    #: why the primary's churn counters could not be read (the measurements do not need them; the REINDEX advice does)
+    churn_error: str | None = None
 
 
 def _error(e: BaseException) -> str:
@@ -255,8 +257,8 @@ def advise_database(db: DatabaseTarget, s: Settings, figures: Figures, admin: Ad
     report = DatabaseReport(db.name, db.owner, db.replica_dsn)
     try:
         churns: dict[tuple[str, str], Churn] | None = read_churn(db.primary_dsn)
-    except psycopg.Error:
-        churns = None  # reported per index as "no churn figures"; the measurements do not need them
+    except psycopg.Error as e:
+        churns, report.churn_error = None, _error(e)  # the measurements do not need them; the report says why
     try:
         with measure.connect(db.replica_dsn) as conn:
             infos = [i for i in catalog.indexes(conn, db.name) if s.wants(i)]
